@@ -1,0 +1,62 @@
+"""lib_hypernet: A1111-compatible hypernetworks — safe files, hashes, and a fast, reversible apply engine.
+
+Imports only torch, safetensors and the standard library (never the webui or gradio).
+
+    >>> import lib_hypernet
+    >>> hn = lib_hypernet.load("models/hypernetworks/anime.pt")
+    >>> hn.save("anime.safetensors")
+    >>> context_k, context_v = lib_hypernet.apply_hypernetworks(context, [(hn, 0.8)])
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .activations import ACTIVATIONS, creatable_activations
+from .apply import apply_hypernetworks
+from .errors import ActivationError, HypernetError, HypernetFileError, HypernetFormatError, UnsafeFileError
+from .formats import SUFFIXES, format_of
+from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
+from .hashing import HashCache, legacy_model_hash, sha256, shorthash
+from .hypernetwork import METADATA_FIELDS, WEIGHT_INITIALIZATIONS, Hypernetwork, create, from_state_dict, load
+from .module import HypernetworkModule, parse_dropout_structure
+from .optim import OptimizerState, load_optimizer_state, optim_path, save_optimizer_state
+from .strength import Strength, as_strength
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = [
+    "ACTIVATIONS",
+    "METADATA_FIELDS",
+    "SUFFIXES",
+    "WEIGHT_INITIALIZATIONS",
+    "ActivationError",
+    "HashCache",
+    "HypernetError",
+    "HypernetFileError",
+    "HypernetFormatError",
+    "Hypernetwork",
+    "HypernetworkModule",
+    "OptimizerState",
+    "Strength",
+    "UnsafeFileError",
+    "__version__",
+    "a1111_zip_entries_rejected",
+    "apply_hypernetworks",
+    "as_strength",
+    "check_torch_file",
+    "creatable_activations",
+    "create",
+    "format_of",
+    "from_state_dict",
+    "legacy_model_hash",
+    "load",
+    "load_optimizer_state",
+    "optim_path",
+    "parse_dropout_structure",
+    "save_optimizer_state",
+    "sha256",
+    "shorthash",
+]

@@ -1,0 +1,10 @@
+"""The apply engine: hypernetworks inside a live model, exact, reversible and cheap."""
+
+from __future__ import annotations
+
+from .handle import HypernetHandle, install
+from .kernels import CompiledPair, fusable
+from .report import EntryReport
+from .sites import find_attention_sites
+
+__all__ = ["CompiledPair", "EntryReport", "HypernetHandle", "find_attention_sites", "fusable", "install"]

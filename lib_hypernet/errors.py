@@ -1,0 +1,39 @@
+"""Exception types raised by :mod:`lib_hypernet`.
+
+Every error carries the file it is about (``path``, possibly ``None`` for
+in-memory objects) and a message that says what to do.  Callers that want to
+keep going after one bad file catch :class:`HypernetError`.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class HypernetError(Exception):
+    """Base class of every error raised by lib_hypernet."""
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = os.fspath(path) if path is not None else None
+        self.reason = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class HypernetFormatError(HypernetError, ValueError):
+    """The file is readable but is not a valid hypernetwork (keys, shapes, metadata, values)."""
+
+
+class UnsafeFileError(HypernetError):
+    """The file's pickle references a global outside the allow-list; nothing was executed."""
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None, global_name: str | None = None) -> None:
+        self.global_name = global_name
+        super().__init__(message, path)
+
+
+class HypernetFileError(HypernetError, OSError):
+    """The file is missing, truncated, or cannot be read or written."""
+
+
+class ActivationError(HypernetFormatError):
+    """The activation function is unknown or cannot be built the way A1111 builds it."""

@@ -1,0 +1,160 @@
+"""File hashes as A1111 computes them, and a path-keyed hash cache.
+
+* :func:`sha256` — the whole file in 1 MiB blocks (A1111's ``calculate_sha256``).
+* :func:`shorthash` — its first 10 hex characters (what A1111 shows for hypernetworks).
+* :func:`legacy_model_hash` — A1111's old 8-hex "model hash": sha256 of the 64 KiB at
+  offset 1 MiB.  Every file under 1 MiB gets ``e3b0c442`` (the hash of nothing).
+* :class:`HashCache` — sha256 values keyed by absolute path and validated by size and
+  ``mtime_ns`` (A1111 keys by name and compares mtime only, so replaced or same-stem
+  files return stale hashes).  It serialises to JSON so the webui glue can persist it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .errors import HypernetFileError
+from .fileio import atomic_write
+
+BLOCK_SIZE = 1024 * 1024
+SHORTHASH_LENGTH = 10
+LEGACY_OFFSET = 0x100000
+LEGACY_LENGTH = 0x10000
+LEGACY_HASH_OF_SMALL_FILES = "e3b0c442"
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of bytes just hashed."""
+
+
+def sha256(path: str | os.PathLike[str], progress: ProgressCallback | None = None) -> str:
+    """Hex sha256 of the whole file."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(BLOCK_SIZE):
+                digest.update(block)
+                if progress is not None:
+                    progress(len(block))
+    except OSError as exc:
+        raise HypernetFileError(f"cannot read for hashing: {exc.strerror or exc}", path) from exc
+    return digest.hexdigest()
+
+
+def shorthash(path: str | os.PathLike[str]) -> str:
+    """The first 10 hex characters of :func:`sha256` (A1111's hypernetwork short hash)."""
+    return sha256(path)[:SHORTHASH_LENGTH]
+
+
+def legacy_model_hash(path: str | os.PathLike[str]) -> str:
+    """A1111's legacy 8-hex model hash (sha256 of 64 KiB at offset 1 MiB)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(LEGACY_OFFSET)
+            data = f.read(LEGACY_LENGTH)
+    except OSError as exc:
+        raise HypernetFileError(f"cannot read for hashing: {exc.strerror or exc}", path) from exc
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
+def legacy_hash_is_meaningful(path: str | os.PathLike[str]) -> bool:
+    """False for files of 1 MiB or less, whose legacy hash is the same for every file."""
+    return os.path.getsize(path) > LEGACY_OFFSET
+
+
+class HashCache:
+    """sha256 values keyed by absolute path, valid while size and ``mtime_ns`` are unchanged.
+
+    Thread-safe.  ``to_json``/``from_json`` (or ``save``/``load``) persist it.
+    """
+
+    def __init__(self, entries: dict[str, dict[str, Any]] | None = None) -> None:
+        self._entries: dict[str, dict[str, Any]] = dict(entries or {})
+        self._lock = threading.Lock()
+        self.dirty = False
+
+    @staticmethod
+    def _key(path: str | os.PathLike[str]) -> str:
+        return os.path.abspath(os.fspath(path))
+
+    @staticmethod
+    def _stat(path: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def get(self, path: str | os.PathLike[str]) -> str | None:
+        """The cached sha256 if the file is unchanged since it was hashed, else ``None`` (never computes)."""
+        key = self._key(path)
+        stat = self._stat(key)
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None or stat is None or (entry.get("size"), entry.get("mtime_ns")) != stat:
+            return None
+        return entry.get("sha256")
+
+    def sha256(self, path: str | os.PathLike[str], progress: ProgressCallback | None = None) -> str:
+        """The file's sha256, from the cache when valid, else computed and stored."""
+        cached = self.get(path)
+        if cached is not None:
+            return cached
+        key = self._key(path)
+        before = self._stat(key)
+        value = sha256(key, progress)
+        if before is not None and before == self._stat(key):
+            with self._lock:
+                self._entries[key] = {"size": before[0], "mtime_ns": before[1], "sha256": value}
+                self.dirty = True
+        return value
+
+    def shorthash(self, path: str | os.PathLike[str]) -> str:
+        return self.sha256(path)[:SHORTHASH_LENGTH]
+
+    def find(self, sha256_prefix: str) -> list[str]:
+        """Paths whose cached (still valid) sha256 starts with ``sha256_prefix``."""
+        prefix = sha256_prefix.lower()
+        with self._lock:
+            candidates = [p for p, e in self._entries.items() if str(e.get("sha256", "")).startswith(prefix)]
+        return [p for p in candidates if self.get(p) is not None]
+
+    def forget_missing(self) -> None:
+        with self._lock:
+            gone = [p for p in self._entries if not os.path.exists(p)]
+            for p in gone:
+                del self._entries[p]
+            self.dirty = self.dirty or bool(gone)
+
+    def to_json(self) -> str:
+        with self._lock:
+            return json.dumps({"version": 1, "entries": self._entries}, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> HashCache:
+        try:
+            data = json.loads(text)
+            entries = data["entries"] if data.get("version") == 1 else {}
+            if not isinstance(entries, dict):
+                entries = {}
+        except (ValueError, AttributeError, KeyError, TypeError):
+            entries = {}
+        return cls({k: v for k, v in entries.items() if isinstance(v, dict)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> HashCache:
+        """Read a cache file; a missing or unreadable one gives an empty cache."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                return cls.from_json(f.read())
+        except (OSError, UnicodeDecodeError):
+            return cls()
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        text = self.to_json().encode("utf-8")
+        atomic_write(path, lambda f: f.write(text))
+        self.dirty = False
