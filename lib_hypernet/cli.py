@@ -1,0 +1,826 @@
+"""The ``hypernet`` command (also ``python -m lib_hypernet``): inspect, hash, convert, verify and create hypernetworks.
+
+Subcommands: ``info``, ``hash``, ``convert``, ``verify``, ``create``, ``examples``.
+Every :class:`~lib_hypernet.HypernetError` is reported as one ``error: ...`` line on
+stderr with exit status 1; usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import torch
+
+from . import __version__
+from .activations import creatable_activations
+from .apply import apply_hypernetworks
+from .errors import HypernetError, HypernetFileError, HypernetFormatError, UnsafeFileError
+from .formats import format_of
+from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
+from .hashing import (
+    LEGACY_HASH_OF_SMALL_FILES,
+    SHORTHASH_LENGTH,
+    legacy_hash_is_meaningful,
+    legacy_model_hash,
+    sha256,
+)
+from .hypernetwork import WEIGHT_INITIALIZATIONS, Hypernetwork, create, load
+from .optim import OptimizerState, load_optimizer_state, optim_path, save_optimizer_state
+from .progress import ProgressBar, should_show
+
+SD1_SIZES = (768, 320, 640, 1280)
+PROBE_SEED = 1234
+PROBE_SHAPE = (2, 5)  # batch, tokens; the width is appended
+A1111_NAME_CHARS = "._- "
+
+
+class UsageError(Exception):
+    """A bad combination of arguments found after parsing (exit status 2)."""
+
+
+# --------------------------------------------------------------------- small helpers
+def _error(message: str) -> None:
+    print("error: " + " ".join(str(message).splitlines()), file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    sys.stdout.flush()
+    print("warning: " + " ".join(str(message).splitlines()), file=sys.stderr)
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _arrow() -> str:
+    """``→`` where stdout can print it, else ``->``."""
+    try:
+        "→".encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "->"
+    return "→"
+
+
+def _human_size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"  # pragma: no cover
+
+
+def _num(x: float) -> str:
+    """1.0 → ``1``, 0.5 → ``0.5`` (how A1111's UI writes structures)."""
+    return f"{x:g}"
+
+
+def _structure(values: Sequence[float]) -> str:
+    return ", ".join(_num(x) for x in values)
+
+
+def _entry_names(entries: Sequence[str]) -> str:
+    """Zip entry names without the archive folder: ``.format_version, .storage_alignment``."""
+    return ", ".join(name.split("/", 1)[-1] for name in entries)
+
+
+def _fix_command(path: str) -> str:
+    quoted = shlex.quote(path)
+    return f"hypernet convert {quoted} {quoted} --force"
+
+
+def _reason(exc: HypernetError) -> str:
+    """The message without the leading path (for lines that already name the file)."""
+    return exc.reason
+
+
+def _describe_layer(layer: torch.nn.Module) -> str:
+    if isinstance(layer, torch.nn.Linear):
+        return f"Linear({layer.in_features}, {layer.out_features})"
+    if isinstance(layer, torch.nn.LayerNorm):
+        return f"LayerNorm({', '.join(str(d) for d in layer.normalized_shape)})"
+    if isinstance(layer, torch.nn.Dropout):
+        return f"Dropout(p={layer.p:g})"
+    return type(layer).__name__
+
+
+def module_layers(hn: Hypernetwork) -> dict[int, list[str]]:
+    """Per width, the layers of its modules (k and v are built alike, so listed once)."""
+    return {width: [_describe_layer(layer) for layer in hn.layers[width][0].linear] for width in hn.widths}
+
+
+def probe_outputs(hn: Hypernetwork, seed: int = PROBE_SEED) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """``(k, v)`` of ``hn`` at strength 1 on a seeded normal context, for every width."""
+    generator = torch.Generator().manual_seed(seed)
+    outputs = {}
+    with torch.inference_mode(), warnings.catch_warnings():
+        # A1111's softmax-family activations are built without dim (torch warns on every call).
+        warnings.filterwarnings("ignore", message="Implicit dimension choice", category=UserWarning)
+        for width in hn.widths:
+            context = torch.randn(*PROBE_SHAPE, width, generator=generator)
+            outputs[width] = apply_hypernetworks(context, [(hn, 1.0)])
+    return outputs
+
+
+def hash_files(paths: Sequence[str], force_progress: bool | None) -> dict[str, str | HypernetError]:
+    """sha256 of each path (or the error), with a progress bar when the work is large."""
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += os.path.getsize(path) if os.path.isfile(path) else 0
+    show = should_show(total, len(paths), force_progress, _isatty(sys.stderr))
+    results: dict[str, str | HypernetError] = {}
+    with ProgressBar(total, enabled=show, stream=sys.stderr) as bar:
+        for path in paths:
+            if path in results:
+                continue
+            if not os.path.isfile(path):
+                results[path] = HypernetFileError(
+                    "file not found" if not os.path.exists(path) else "not a regular file", path
+                )
+                continue
+            try:
+                results[path] = sha256(path, progress=bar.update)
+            except HypernetError as exc:
+                results[path] = exc
+    return results
+
+
+# --------------------------------------------------------------------- info
+def inspect_file(path: str, digest: str | HypernetError | None = None) -> dict[str, Any]:
+    """Everything ``info`` reports about one file, as a JSON-ready dict (``error`` set on failure)."""
+    entry: dict[str, Any] = {"path": path, "ok": False, "error": None}
+    try:
+        entry["size_bytes"] = os.path.getsize(path)
+    except OSError:
+        entry["error"] = str(HypernetFileError("file not found", path))
+        return entry
+    if digest is None:
+        try:
+            digest = sha256(path)
+        except HypernetError as exc:
+            digest = exc
+    if isinstance(digest, HypernetError):
+        entry["error"] = str(digest)
+        return entry
+    entry["sha256"] = digest
+    entry["shorthash"] = digest[:SHORTHASH_LENGTH]
+    entry["legacy_hash"] = legacy_model_hash(path)
+    entry["legacy_hash_meaningful"] = legacy_hash_is_meaningful(path)
+
+    try:
+        fmt = format_of(path)
+    except HypernetError as exc:
+        entry["format"] = None
+        entry["error"] = str(exc)
+        return entry
+    entry["format"] = fmt
+    entry["container"] = None
+    entry["a1111_loadable"] = None
+    entry["a1111_rejected_entries"] = []
+    if fmt == "safetensors":
+        entry["safe"] = True
+        entry["safe_detail"] = "safetensors files hold only tensors and strings, never code"
+    else:
+        try:
+            entry["container"] = check_torch_file(path)
+            entry["safe"] = True
+            entry["safe_detail"] = "only allow-listed pickle globals (tensors and plain data); nothing was executed"
+        except UnsafeFileError as exc:
+            entry["safe"] = False
+            entry["safe_detail"] = exc.reason
+        except HypernetError as exc:
+            entry["safe"] = None
+            entry["safe_detail"] = exc.reason
+        if entry["container"] is not None:
+            rejected = a1111_zip_entries_rejected(path)
+            entry["a1111_loadable"] = not rejected
+            entry["a1111_rejected_entries"] = rejected
+
+    try:
+        hn = load(path)
+    except HypernetError as exc:
+        entry["error"] = str(exc)
+        return entry
+    layers = module_layers(hn)
+    entry.update(
+        {
+            "name": hn.name,
+            "widths": hn.widths,
+            "layer_structure": hn.layer_structure,
+            "modules": {str(width): names for width, names in layers.items()},
+            "param_count": hn.param_count,
+            "activation_func": hn.activation_func,
+            "is_layer_norm": hn.is_layer_norm,
+            "activate_output": hn.activate_output,
+            "use_dropout": hn.use_dropout,
+            "dropout_structure": hn.dropout_structure,
+            "last_layer_dropout": hn.last_layer_dropout,
+            "weight_initialization": hn.weight_initialization,
+            "step": hn.step,
+            "sd_checkpoint_name": hn.sd_checkpoint_name,
+            "sd_checkpoint": hn.sd_checkpoint,
+            "optional_info": hn.optional_info,
+            "ignored_keys": list(hn.ignored_keys),
+            "source_sha256": hn.source_sha256,
+        }
+    )
+    state = load_optimizer_state(path, pt_sha256=digest)
+    entry["optim"] = {
+        "status": state.status,
+        "reason": state.reason,
+        "optimizer_name": state.optimizer_name if state.ok else None,
+        "stored_hash": state.stored_hash,
+        "expected_hash": state.expected_hash,
+    }
+    entry["ok"] = True
+    return entry
+
+
+def _yes(value: Any) -> str:
+    return "yes" if value else "no"
+
+
+def render_info(entry: dict[str, Any]) -> str:
+    """The aligned ``key: value`` text for one :func:`inspect_file` entry."""
+    rows: list[tuple[str, str | list[str]]] = [("file", entry["path"])]
+    if entry.get("name") is not None:
+        stem = os.path.splitext(os.path.basename(entry["path"]))[0]
+        note = "" if entry["name"] == stem else f" (from the file's 'name' key; the file stem is {stem!r})"
+        rows.append(("name", f"{entry['name']}{note}"))
+    if "format" in entry:
+        fmt = entry["format"] or "unknown"
+        if fmt == "pt":
+            fmt = f"pt ({entry['container']})" if entry.get("container") else "pt (unreadable)"
+        rows.append(("format", fmt))
+    if "size_bytes" in entry:
+        rows.append(("size", f"{_human_size(entry['size_bytes'])} ({entry['size_bytes']:,} bytes)"))
+    if "safe" in entry:
+        verdict = {True: "yes", False: "NO", None: "unknown"}[entry["safe"]]
+        rows.append(("safe", f"{verdict}: {entry['safe_detail']}"))
+    if entry.get("format") == "pt" and entry.get("a1111_loadable") is not None:
+        if entry["a1111_loadable"]:
+            rows.append(("A1111 loads", "yes (A1111 1.10.1's restricted loader accepts it)"))
+        else:
+            rows.append(
+                (
+                    "A1111 loads",
+                    [
+                        f"NO: A1111 1.10.1 refuses its zip entries {_entry_names(entry['a1111_rejected_entries'])} "
+                        "(written by newer torch)",
+                        f"fix: {_fix_command(entry['path'])}  (rewrites it in the legacy .pt format A1111 loads)",
+                    ],
+                )
+            )
+    elif entry.get("format") == "safetensors":
+        rows.append(("A1111 loads", "n/a (built-in A1111 reads only .pt; this extension reads .safetensors)"))
+    if entry.get("ok"):
+        arrow = f" {_arrow()} "
+        rows += [
+            ("widths", ", ".join(str(w) for w in entry["widths"])),
+            ("layer structure", _structure(entry["layer_structure"])),
+            ("modules", [f"{width}: {arrow.join(names)}" for width, names in entry["modules"].items()]),
+            ("parameters", f"{entry['param_count']:,} (k and v modules of all widths)"),
+            ("activation", _activation_text(entry["activation_func"])),
+            ("layer norm", _yes(entry["is_layer_norm"])),
+            ("activate output", _yes(entry["activate_output"])),
+            ("dropout", _dropout_text(entry)),
+            ("weight init", str(entry["weight_initialization"])),
+            ("step", str(entry["step"])),
+            ("base model", _base_model_text(entry)),
+            ("info", entry["optional_info"] if entry["optional_info"] else "-"),
+            ("ignored keys", ", ".join(entry["ignored_keys"]) if entry["ignored_keys"] else "none"),
+        ]
+        if entry.get("source_sha256"):
+            rows.append(("converted from", f"sha256 {entry['source_sha256']}"))
+    if "sha256" in entry:
+        legacy = entry["legacy_hash"]
+        if not entry["legacy_hash_meaningful"]:
+            legacy += f" (meaningless under 1 MiB: every such file hashes to {LEGACY_HASH_OF_SMALL_FILES})"
+        rows += [("sha256", entry["sha256"]), ("shorthash", entry["shorthash"]), ("legacy hash", legacy)]
+    if entry.get("optim"):
+        optim = entry["optim"]
+        detail = optim["reason"]
+        if optim["status"] == "ok" and optim["optimizer_name"]:
+            detail = f"{optim['optimizer_name']}, {detail}"
+        rows.append((".optim", f"{optim['status']}: {detail}"))
+    if entry.get("error"):
+        rows.append(("error", entry["error"]))
+
+    width = max(len(key) for key, _ in rows) + 2
+    lines = []
+    for key, value in rows:
+        values = value if isinstance(value, list) else [value]
+        for i, text in enumerate(values):
+            label = f"{key}:" if i == 0 else ""
+            lines.append(f"{label:<{width}}{text}")
+    return "\n".join(lines)
+
+
+def _activation_text(name: str | None) -> str:
+    if name is None:
+        return "None (no activation module)"
+    if name == "linear":
+        return "linear (no activation module)"
+    if name == "swish":
+        return "swish (torch.nn.Hardswish, as in A1111)"
+    return name
+
+
+def _dropout_text(entry: dict[str, Any]) -> str:
+    ds = entry["dropout_structure"]
+    if not any(ds):
+        return f"none (structure {_structure(ds)})"
+    return (
+        f"{_structure(ds)} (use_dropout={entry['use_dropout']}, last_layer_dropout={entry['last_layer_dropout']}; "
+        "inactive at inference)"
+    )
+
+
+def _base_model_text(entry: dict[str, Any]) -> str:
+    name, short = entry["sd_checkpoint_name"], entry["sd_checkpoint"]
+    if not name and not short:
+        return "not recorded"
+    if name and short:
+        return f"{name} [{short}]"
+    return f"{name}" if name else f"[{short}]"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    digests = hash_files(args.files, args.progress)
+    entries = [inspect_file(path, digests.get(path)) for path in args.files]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    else:
+        print("\n\n".join(render_info(entry) for entry in entries))
+    failed = [entry for entry in entries if not entry["ok"]]
+    for entry in failed:
+        _error(entry["error"])
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------- hash
+def cmd_hash(args: argparse.Namespace) -> int:
+    digests = hash_files(args.files, args.progress)
+    status = 0
+    for path in args.files:
+        digest = digests[path]
+        if isinstance(digest, HypernetError):
+            _error(str(digest))
+            status = 1
+            continue
+        columns = [digest, digest[:SHORTHASH_LENGTH]]
+        if args.legacy:
+            columns.append(legacy_model_hash(path))
+        print("  ".join([*columns, path]))
+    return status
+
+
+# --------------------------------------------------------------------- convert
+def convert(src: str, dst: str, force: bool = False, *, loaded: Hypernetwork | None = None) -> str:
+    """Convert ``src`` to ``dst`` (format from the suffix), verify, return a one-line report.
+
+    The result is written to a temporary file beside ``dst`` and moved over it only after
+    it re-loads with metadata equal to ``src``'s and bit-identical outputs for every width.
+    ``loaded`` is ``src`` already loaded (saves loading it again).  When writing a ``.pt``,
+    a valid ``SRC.optim`` is carried over to ``DST.optim`` with DST's hash (a re-saved file
+    has a new hash, so the old side file would no longer match).
+    """
+    src_format = format_of(src)
+    dst_format = format_of(dst)
+    if os.path.exists(dst) and not force:
+        raise HypernetFileError("already exists; pass --force to overwrite it", dst)
+    hn = loaded if loaded is not None else load(src)
+    src_sha256 = sha256(src)
+    source_sha256 = src_sha256 if src_format == "pt" and dst_format == "safetensors" else None
+    optim_state = load_optimizer_state(src, pt_sha256=src_sha256) if os.path.exists(optim_path(src)) else None
+    expected = probe_outputs(hn)
+    folder = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(folder):
+        raise HypernetFileError(f"the folder {folder} does not exist", dst)
+    suffix = os.path.splitext(dst)[1]
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(dst)}.", suffix=f".tmp{suffix}")
+    os.close(fd)
+    try:
+        hn.save(tmp, source_sha256=source_sha256)
+        copy = load(tmp)
+        _check_same(hn, copy, expected, src, dst)
+        os.replace(tmp, dst)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+    size = os.path.getsize(dst)
+    kind = {"pt": "legacy .pt, loadable by every A1111", "safetensors": "safetensors"}[dst_format]
+    widths = ", ".join(str(w) for w in hn.widths)
+    report = (
+        f"wrote {dst} ({kind}, {_human_size(size)}, sha256 {sha256(dst)[:SHORTHASH_LENGTH]}); "
+        f"outputs bit-identical to {src} for widths {widths}"
+    )
+    return report + _carry_optim(optim_state, src, dst, dst_format, force)
+
+
+def _carry_optim(state: OptimizerState | None, src: str, dst: str, dst_format: str, force: bool) -> str:
+    """Write ``DST.optim`` from SRC's valid optimizer state; returns a note for the report."""
+    if state is None:
+        return ""
+    if not state.ok:
+        return f"; {os.path.basename(optim_path(src))} is {state.status}, not carried over"
+    if dst_format != "pt":
+        return f"; the optimizer state stays in {os.path.basename(optim_path(src))} (training uses .pt)"
+    same_file = os.path.abspath(src) == os.path.abspath(dst)
+    if os.path.exists(optim_path(dst)) and not (force or same_file):
+        return f"; {optim_path(dst)} exists, so the optimizer state was not carried over (use --force)"
+    assert state.state_dict is not None
+    save_optimizer_state(dst, state.state_dict, state.optimizer_name)
+    return f"; wrote {os.path.basename(optim_path(dst))} for it ({state.optimizer_name} state, re-hashed)"
+
+
+def _check_same(
+    original: Hypernetwork,
+    copy: Hypernetwork,
+    expected: dict[int, tuple[torch.Tensor, torch.Tensor]],
+    src: str,
+    dst: str,
+) -> None:
+    if copy.widths != original.widths:
+        raise HypernetFormatError(f"verification failed: widths {copy.widths} != {original.widths} of {src}", dst)
+    differing = [k for k, v in original.metadata().items() if copy.metadata()[k] != v]
+    if differing:
+        raise HypernetFormatError(f"verification failed: metadata {differing} differs from {src}", dst)
+    actual = probe_outputs(copy)
+    for width, (k, v) in expected.items():
+        if not (torch.equal(k, actual[width][0]) and torch.equal(v, actual[width][1])):
+            raise HypernetFormatError(f"verification failed: outputs for width {width} differ from {src}", dst)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    print(convert(args.src, args.dst, force=args.force))
+    return 0
+
+
+# --------------------------------------------------------------------- verify
+def verify_file(path: str, digest: str | HypernetError | None = None) -> tuple[str | None, list[str]]:
+    """``(failure reason or None, warnings)`` for one file."""
+    if isinstance(digest, HypernetError):
+        return _reason(digest), []
+    try:
+        hn = load(path)
+    except HypernetError as exc:
+        return _reason(exc), []
+    for name, param in _named_parameters(hn):
+        if not all_finite(param):
+            return f"{name} contains NaN or infinite values", []
+    try:
+        outputs = probe_outputs(hn)
+    except RuntimeError as exc:
+        return f"the forward pass fails: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", []
+    for width, pair in outputs.items():
+        for branch, tensor in zip("kv", pair):
+            if tuple(tensor.shape) != (*PROBE_SHAPE, width):
+                return f"width {width} ({branch}): output shape {tuple(tensor.shape)} != input shape", []
+            if not all_finite(tensor):
+                return f"width {width} ({branch}): the output contains NaN or infinite values", []
+
+    notes = []
+    if os.path.exists(optim_path(path)):
+        state = load_optimizer_state(path, pt_sha256=digest if isinstance(digest, str) else None)
+        if not state.ok:
+            notes.append(f".optim is {state.status}: {state.reason} (inference does not need it)")
+    if hn.file_format == "pt":
+        rejected = a1111_zip_entries_rejected(path)
+        if rejected:
+            notes.append(
+                f"A1111 1.10.1 refuses its zip entries {_entry_names(rejected)}; fix: {_fix_command(path)}"
+            )
+    return None, notes
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every element is finite; a finite float64 sum proves it cheaply (NaN/inf always propagate)."""
+    if bool(torch.isfinite(tensor.sum(dtype=torch.float64))):
+        return True
+    return bool(torch.isfinite(tensor).all())
+
+
+def _named_parameters(hn: Hypernetwork) -> list[tuple[str, torch.Tensor]]:
+    found = []
+    for width in hn.widths:
+        for branch, module in zip("kv", hn.layers[width]):
+            found += [(f"width {width} ({branch}) {name}", p) for name, p in module.named_parameters()]
+    return found
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    digests = hash_files(args.files, args.progress)
+    failed = warned = 0
+    for path in args.files:
+        reason, notes = verify_file(path, digests.get(path))
+        if reason is None:
+            print(f"OK  {path}")
+        else:
+            failed += 1
+            print(f"FAIL {path}: {' '.join(reason.splitlines())}")
+        for note in notes:
+            _warn(f"{path}: {note}")
+        warned += bool(notes)
+    if len(args.files) > 1:
+        sys.stdout.flush()
+        print(
+            f"{len(args.files)} files: {len(args.files) - failed} OK, {failed} failed, {warned} with warnings",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------- create
+def sanitize_name(name: str) -> str:
+    """Keep only letters, digits and ``._- `` (A1111's create rule); error if nothing is left."""
+    clean = "".join(ch for ch in name if ch.isalnum() or ch in A1111_NAME_CHARS)
+    if not clean.strip():
+        raise UsageError(f"the name {name!r} is empty once reduced to letters, digits and '._- '")
+    return clean
+
+
+def create_file(
+    name: str,
+    out: str = ".",
+    file_format: str = "pt",
+    force: bool = False,
+    **options: Any,
+) -> tuple[str, Hypernetwork]:
+    """Create a hypernetwork with A1111's options (see :func:`lib_hypernet.create`) and save it."""
+    clean = sanitize_name(name)
+    path = os.path.join(out, f"{clean}.{file_format}")
+    if os.path.exists(path) and not force:
+        raise HypernetFileError("already exists; pass --force to overwrite it", path)
+    hn = create(clean, **options)
+    if out:
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as exc:
+            raise HypernetFileError(f"cannot create the folder: {exc.strerror or exc}", out) from exc
+    hn.save(path)
+    return path, hn
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    if args.dropout_structure is not None and not args.dropout:
+        _warn("--dropout-structure is ignored without --dropout (as in A1111)")
+    if args.dropout and args.dropout_structure is None:
+        _warn("--dropout without --dropout-structure adds no dropout layers (as in A1111)")
+    path, hn = create_file(
+        args.name,
+        out=args.out,
+        file_format=args.format,
+        force=args.force,
+        sizes=args.sizes,
+        layer_structure=args.layer_structure,
+        activation_func=args.activation,
+        weight_initialization=args.init,
+        is_layer_norm=args.layer_norm,
+        use_dropout=args.dropout,
+        dropout_structure=args.dropout_structure,
+        activate_output=args.activate_output,
+        optional_info=args.info,
+        seed=args.seed,
+    )
+    size = os.path.getsize(path)
+    print(
+        f"created {path} ({args.format}, {_human_size(size)}, {hn.param_count:,} parameters, "
+        f"widths {', '.join(str(w) for w in hn.widths)}, sha256 {sha256(path)[:SHORTHASH_LENGTH]})"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------- examples
+@dataclass(frozen=True)
+class Example:
+    """One example file: created with ``options`` (for :func:`lib_hypernet.create`) or converted from another."""
+
+    filename: str
+    options: dict[str, Any] = field(default_factory=dict)
+    convert_from: str | None = None
+
+
+def _example_info(seed: int, what: str) -> str:
+    return f"sd-webui-hypernet example ({what}): random initial weights, seed {seed}; it has no trained style"
+
+
+EXAMPLES: tuple[Example, ...] = (
+    Example(
+        "anime-style.pt",
+        dict(sizes=SD1_SIZES, layer_structure=(1, 2, 1), activation_func="relu", seed=1,
+             optional_info=_example_info(1, "SD1, [1, 2, 1], relu")),
+    ),
+    Example(
+        "painterly-ln.pt",
+        dict(sizes=SD1_SIZES, layer_structure=(1, 2, 1), activation_func="swish", is_layer_norm=True, seed=2,
+             optional_info=_example_info(2, "SD1, [1, 2, 1], swish, layer norm")),
+    ),
+    Example(
+        # Without 1280 to keep the examples quick to generate; A1111 allows any subset of sizes.
+        "deep-dropout.pt",
+        dict(sizes=(768, 320, 640), layer_structure=(1, 2, 2, 1), activation_func="leakyrelu", use_dropout=True,
+             dropout_structure=(0, 0.1, 0.1, 0), seed=3,
+             optional_info=_example_info(3, "[1, 2, 2, 1], leakyrelu, dropout 0, 0.1, 0.1, 0")),
+    ),
+    Example(
+        "sd2-1024.pt",
+        dict(sizes=(1024, 320, 640, 1280), layer_structure=(1, 2, 1), activation_func="linear", seed=4,
+             optional_info=_example_info(4, "SD2 sizes, [1, 2, 1], linear")),
+    ),
+    Example("anime-style.safetensors", convert_from="anime-style.pt"),
+)
+
+
+def make_examples(out: str, examples: Sequence[Example] | None = None) -> list[str]:
+    """Write the example files into ``out``, skipping those that exist; returns one line per file."""
+    examples = EXAMPLES if examples is None else examples
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise HypernetFileError(f"cannot create the folder: {exc.strerror or exc}", out) from exc
+    lines = []
+    made: dict[str, Hypernetwork] = {}  # created in this run, to convert without re-loading
+    for example in examples:
+        path = os.path.join(out, example.filename)
+        if os.path.exists(path):
+            lines.append(f"skipped {path} (already exists)")
+        elif example.convert_from is not None:
+            source = os.path.join(out, example.convert_from)
+            lines.append(convert(source, path, loaded=made.get(example.convert_from)))
+        else:
+            stem = os.path.splitext(example.filename)[0]
+            hn = create(stem, **example.options)
+            hn.save(path)
+            made[example.filename] = hn
+            lines.append(f"wrote {path} ({_human_size(os.path.getsize(path))}, {hn.param_count:,} parameters)")
+        print(lines[-1], flush=True)
+    return lines
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    make_examples(args.out)
+    return 0
+
+
+# --------------------------------------------------------------------- argument parsing
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected widths separated by commas, e.g. 768,320,640,1280; got {text!r}"
+        ) from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"expected positive widths, e.g. 768,320,640,1280; got {text!r}")
+    return sizes
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(part.strip()) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, e.g. '1, 2, 1'; got {text!r}") from None
+
+
+def _layer_structure(text: str) -> list[float]:
+    values = _numbers(text)
+    if len(values) < 2 or values[0] != 1 or values[-1] != 1:
+        raise argparse.ArgumentTypeError(f"must start and end with 1 (e.g. '1, 2, 1'), got {text!r}")
+    if any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"every entry must be positive, got {text!r}")
+    return values
+
+
+def _add_progress_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--progress", dest="progress", action="store_true", default=None,
+        help="always draw the hashing progress bar on stderr",
+    )
+    group.add_argument("--no-progress", dest="progress", action="store_false", help="never draw the progress bar")
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``hypernet`` command."""
+    parser = argparse.ArgumentParser(
+        prog=prog or "hypernet",
+        description="Inspect, hash, convert, verify and create A1111 hypernetworks (.pt and .safetensors).",
+        epilog="A progress bar is drawn on a terminal when hashing more than 64 MiB or more than 8 files.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("info", help="describe hypernetwork files", description="Describe hypernetwork files.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON document (a list of objects)")
+    _add_progress_flags(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "hash", help="print sha256, A1111 short hash (and legacy hash)",
+        description="Print '<sha256>  <shorthash>  <path>' per file\n(like sha256sum, plus A1111's 10-hex short hash).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--legacy", action="store_true", help="add A1111's legacy 8-hex model hash column")
+    _add_progress_flags(p)
+    p.set_defaults(func=cmd_hash)
+
+    p = sub.add_parser(
+        "convert", help="convert .pt <-> .safetensors (or re-save a .pt A1111 can load)",
+        description="Convert between .pt and .safetensors (format from DST's suffix), then check the result "
+        "gives bit-identical outputs. .pt -> .pt rewrites the legacy format every A1111 loads.",
+    )
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.add_argument("--force", action="store_true", help="overwrite DST if it exists")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser(
+        "verify", help="check files load and run", description="Load each file, run it once per width on a seeded "
+        "context and check everything is finite; also check the .optim and A1111 loadability (warnings).",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    _add_progress_flags(p)
+    p.set_defaults(func=cmd_verify)
+
+    activations = creatable_activations()
+    p = sub.add_parser(
+        "create", help="create a new hypernetwork (A1111's options)",
+        description="Create a new hypernetwork with A1111's creation options and save it as OUT/NAME.pt.",
+    )
+    p.add_argument("name", metavar="NAME", help="name (only letters, digits and '._- ' are kept, as in A1111)")
+    p.add_argument("--sizes", type=_sizes, default=list(SD1_SIZES), metavar="W,W,...",
+                   help="module widths (default: 768,320,640,1280)")
+    p.add_argument("--layer-structure", type=_layer_structure, default=[1.0, 2.0, 1.0], metavar="'1, 2, 1'",
+                   help="layer width multipliers (default: '1, 2, 1')")
+    p.add_argument("--activation", choices=activations, default="linear", metavar="NAME",
+                   help=f"activation function (default: linear; swish is Hardswish, as in A1111); one of: "
+                   f"{', '.join(activations)}")
+    p.add_argument("--init", choices=WEIGHT_INITIALIZATIONS, default="Normal",
+                   help="weight initialization (default: Normal)")
+    p.add_argument("--layer-norm", action="store_true", help="add LayerNorm after every Linear")
+    p.add_argument("--dropout", action="store_true", help="use dropout (use_dropout)")
+    p.add_argument("--dropout-structure", type=_numbers, default=None, metavar="'0, 0.1, 0'",
+                   help="dropout probability per layer-structure entry (with --dropout)")
+    p.add_argument("--activate-output", action="store_true", help="apply the activation after the last layer too")
+    p.add_argument("--info", default=None, metavar="TEXT", help="optional_info text stored in the file")
+    p.add_argument("--seed", type=int, default=None, help="seed for reproducible initial weights")
+    p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: .)")
+    p.add_argument("--format", choices=("pt", "safetensors"), default="pt", help="file format (default: pt)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_create)
+
+    p = sub.add_parser(
+        "examples", help="generate example hypernetworks (skips existing files)",
+        description="Write a few example hypernetworks (random weights) into DIR; files that exist are skipped.",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.set_defaults(func=cmd_examples)
+    return parser
+
+
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 file errors, 2 usage errors)."""
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        _error(str(exc))
+        return 2
+    except HypernetError as exc:
+        _error(str(exc))
+        return 1
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        _error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
