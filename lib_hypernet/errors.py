@@ -37,3 +37,13 @@ class HypernetFileError(HypernetError, OSError):
 
 class ActivationError(HypernetFormatError):
     """The activation function is unknown or cannot be built the way A1111 builds it."""
+
+
+class HypernetNotFoundError(HypernetError, LookupError):
+    """No hypernetwork file answers to a name (or several do); ``candidates`` lists close or clashing names."""
+
+    def __init__(self, message: str, path: str | os.PathLike[str] | None = None, *, name: str = "",
+                 candidates: list[str] | None = None) -> None:
+        self.name = name
+        self.candidates = list(candidates or [])
+        super().__init__(message, path)

@@ -1,0 +1,224 @@
+"""Helpers shared by the lib_hypernet tests (imported through ``tests/conftest.py``'s sys.path)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The shared workspace folder sits beside the checkout: <workspace>/main (repo) and <workspace>/shared.
+FIXTURES_DIR = REPO_ROOT.parent / "shared" / "fixtures" / "a1111"
+FIXTURES_MISSING_REASON = (
+    f"A1111 golden fixtures not found at {FIXTURES_DIR} (expected <workspace>/shared/fixtures/a1111 "
+    "beside the checkout, with manifest.json and expected.safetensors)"
+)
+
+
+def fixtures_available() -> bool:
+    return (FIXTURES_DIR / "manifest.json").is_file() and (FIXTURES_DIR / "expected.safetensors").is_file()
+
+
+def load_manifest_or_none() -> dict[str, Any] | None:
+    if not fixtures_available():
+        return None
+    with open(FIXTURES_DIR / "manifest.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _params(names: list[str]) -> list[Any]:
+    if not names:
+        return [pytest.param(None, marks=pytest.mark.skip(reason=FIXTURES_MISSING_REASON), id="no-fixtures")]
+    return names
+
+
+def case_params() -> list[Any]:
+    """Case names of the fixture manifest, for ``pytest.mark.parametrize`` (a skip when absent)."""
+    manifest = load_manifest_or_none()
+    return _params([case["case"] for case in manifest["cases"]] if manifest else [])
+
+
+def stack_params() -> list[Any]:
+    manifest = load_manifest_or_none()
+    return _params([stack["stack"] for stack in manifest["stacks"]] if manifest else [])
+
+
+def fixture_pt_params() -> list[Any]:
+    """File names of every ``.pt`` in the fixture folder."""
+    if not fixtures_available():
+        return _params([])
+    return _params(sorted(p.name for p in FIXTURES_DIR.glob("*.pt")))
+
+
+# ---------------------------------------------------------------------------- comparisons
+def typed(value: Any) -> Any:
+    """``value`` with every scalar tagged by its exact type, so ``1 != 1.0`` and ``True != 1`` compare unequal."""
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [typed(v) for v in value])
+    if isinstance(value, dict):
+        return ("dict", {k: typed(v) for k, v in value.items()})
+    return (type(value).__name__, value)
+
+
+def module_repr(layer: torch.nn.Module) -> str:
+    """A module in the manifest's spelling: ``Linear(8, 16)``, ``LayerNorm(16)``, ``Dropout(p=0.3)``, ``ReLU``."""
+    if isinstance(layer, torch.nn.Linear):
+        return f"Linear({layer.in_features}, {layer.out_features})"
+    if isinstance(layer, torch.nn.LayerNorm):
+        return f"LayerNorm({', '.join(str(n) for n in layer.normalized_shape)})"
+    if isinstance(layer, torch.nn.Dropout):
+        return f"Dropout(p={layer.p})"
+    if isinstance(layer, torch.nn.PReLU):
+        return f"PReLU(num_parameters={layer.num_parameters})"
+    return type(layer).__name__
+
+
+def module_reprs(module: torch.nn.Module) -> list[str]:
+    return [module_repr(layer) for layer in module.linear]
+
+
+def assert_hypernetworks_equal(a: Any, b: Any, *, check_name: bool = True) -> None:
+    """Same metadata (with exact Python types), same widths, same module layout, every tensor ``torch.equal``."""
+    meta_a, meta_b = a.metadata(), b.metadata()
+    if not check_name:
+        meta_a.pop("name")
+        meta_b.pop("name")
+    assert typed(meta_a) == typed(meta_b)
+    assert a.widths == b.widths
+    for width in a.widths:
+        for module_a, module_b in zip(a.layers[width], b.layers[width]):
+            assert module_reprs(module_a) == module_reprs(module_b)
+            sd_a, sd_b = module_a.state_dict(), module_b.state_dict()
+            assert list(sd_a) == list(sd_b)
+            for key in sd_a:
+                assert sd_a[key].dtype == sd_b[key].dtype, key
+                assert torch.equal(sd_a[key], sd_b[key]), f"width {width} {key}"
+
+
+def raw_torch_load(path: str | os.PathLike[str]) -> Any:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------------------- malicious pickles
+class TouchViaSystem:
+    """Unpickling this runs ``os.system('touch <marker>')`` (global ``posix.system``)."""
+
+    def __init__(self, marker: str | os.PathLike[str]) -> None:
+        self.marker = os.fspath(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+class TouchViaOpen:
+    """Unpickling this creates the marker file with ``open(marker, 'w')`` (global ``io.open``)."""
+
+    def __init__(self, marker: str | os.PathLike[str]) -> None:
+        self.marker = os.fspath(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.marker, "w"))
+
+
+SYSTEM_GLOBALS = {"posix.system", "os.system", "nt.system"}
+OPEN_GLOBALS = {"io.open", "builtins.open", "_io.open"}
+
+
+# ---------------------------------------------------------------------------- A1111 1.10.1 safe loader
+# The zip entry names A1111 1.10.1's modules/safe.py accepts (its regex, reproduced verbatim).
+A1111_ALLOWED_ZIP_NAMES = re.compile(r"^([^/]+)/((data/\d+)|version|byteorder|.data/serialization_id|(data\.pkl))$")
+_A1111_DATA_PKL = re.compile(r"^([^/]+)/data\.pkl$")
+
+# The globals its restricted unpickler resolves (spec §3.6); anything else is forbidden.
+_A1111_ALLOWED: dict[str, set[str]] = {
+    "collections": {"OrderedDict"},
+    "torch._utils": {"_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_device_tensor_from_numpy"},
+    "torch": {
+        "FloatStorage", "HalfStorage", "IntStorage", "LongStorage", "DoubleStorage", "ByteStorage", "float32",
+        "BFloat16Storage",
+    },
+    "torch.nn.modules.container": {"ParameterDict"},
+    "numpy.core.multiarray": {"scalar", "_reconstruct"},
+    "numpy": {"dtype", "ndarray"},
+    "_codecs": {"encode"},
+    "__builtin__": {"set"},
+}
+
+
+class A1111Rejected(Exception):
+    """The emulated A1111 1.10.1 safe loader refused the file."""
+
+
+class _A1111Unpickler(pickle.Unpickler):
+    """Our own equivalent of A1111's RestrictedUnpickler: real objects for allowed names, refusal otherwise."""
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
+            raise A1111Rejected(f"persistent id {pid!r} is not a storage")
+        return torch.storage.TypedStorage(_internal=True)
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name not in _A1111_ALLOWED.get(module, set()):
+            raise A1111Rejected(f"global '{module}/{name}' is forbidden")
+        if module == "__builtin__":
+            return set
+        if module == "_codecs":
+            import _codecs
+
+            return _codecs.encode
+        if module == "collections":
+            return collections.OrderedDict
+        if module.startswith("numpy"):
+            import numpy
+
+            target: Any = numpy
+            for part in module.split(".")[1:]:
+                target = getattr(target, part)
+            return getattr(target, name)
+        target = torch
+        for part in module.split(".")[1:]:
+            target = getattr(target, part)
+        return getattr(target, name)
+
+
+def a1111_safe_check(path: str | os.PathLike[str]) -> str:
+    """``"ok"`` if A1111 1.10.1's restricted loader (safe unpickling on) accepts the file, else ``"rejected: …"``.
+
+    Zip files: every entry name must match A1111's regex and there must be exactly one
+    ``*/data.pkl``, which must unpickle with the allow-list.  Other files (torch's legacy
+    format) must yield five consecutive pickles through the restricted unpickler.
+    """
+    path = os.fspath(path)
+    base = os.path.basename(path)
+    try:
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile:
+            archive = None
+        if archive is not None:
+            with archive:
+                names = archive.namelist()
+                for name in names:
+                    if not A1111_ALLOWED_ZIP_NAMES.match(name):
+                        raise A1111Rejected(f"bad file inside {base}: {name}")
+                pickles = [n for n in names if _A1111_DATA_PKL.match(n)]
+                if len(pickles) != 1:
+                    raise A1111Rejected(f"expected one data.pkl in {base}, found {len(pickles)}")
+                with archive.open(pickles[0]) as f:
+                    _A1111Unpickler(f).load()
+        else:
+            with open(path, "rb") as f:
+                unpickler = _A1111Unpickler(f)
+                for _ in range(5):
+                    unpickler.load()
+    except Exception as exc:
+        return f"rejected: {exc}"
+    return "ok"

@@ -1,0 +1,197 @@
+"""A save either completes or leaves the previous file byte-identical, and never leaves temp files behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import safetensors.torch
+import torch
+
+import lib_hypernet
+from lib_hypernet.formats import safetensors_v1
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _hn(seed: int) -> lib_hypernet.Hypernetwork:
+    return lib_hypernet.create(f"hn{seed}", sizes=[8, 16], activation_func="relu", seed=seed)
+
+
+def _existing(tmp_path: Path, suffix: str) -> tuple[Path, bytes]:
+    path = tmp_path / f"model{suffix}"
+    _hn(1).save(path)
+    return path, path.read_bytes()
+
+
+def _assert_untouched(tmp_path: Path, path: Path, before: bytes) -> None:
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == [path.name], "temporary files left behind"
+    assert lib_hypernet.load(path).name == "hn1"
+
+
+def _partial_torch_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+    f.write(b"\x80\x02partial pickle bytes" * 100)
+    raise RuntimeError("simulated crash in the middle of torch.save")
+
+
+def _partial_torch_save_oserror(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+    f.write(b"\x80\x02partial pickle bytes" * 100)
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("writer", [_partial_torch_save, _partial_torch_save_oserror], ids=["runtime", "enospc"])
+def test_pt_write_fails_midway(writer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, before = _existing(tmp_path, ".pt")
+    monkeypatch.setattr(torch, "save", writer)
+    with pytest.raises((RuntimeError, lib_hypernet.HypernetError)) as info:
+        _hn(2).save(path)
+    if isinstance(info.value, OSError):
+        assert isinstance(info.value, lib_hypernet.HypernetFileError)
+        assert str(path) in str(info.value)
+        assert "No space left" in str(info.value)
+    monkeypatch.undo()
+    _assert_untouched(tmp_path, path, before)
+
+
+def test_safetensors_serialiser_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, before = _existing(tmp_path, ".safetensors")
+
+    def boom(*args: Any, **kwargs: Any) -> bytes:
+        raise RuntimeError("simulated serialiser failure")
+
+    monkeypatch.setattr(safetensors_v1, "safetensors_save", boom)
+    with pytest.raises(RuntimeError):
+        _hn(2).save(path)
+    monkeypatch.undo()
+    _assert_untouched(tmp_path, path, before)
+
+
+class _HalfWritingFile:
+    """Wraps the temp file: writes the first half of a buffer, then fails like a full disk."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def write(self, data: bytes) -> int:
+        self._f.write(bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def test_safetensors_write_fails_midway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, before = _existing(tmp_path, ".safetensors")
+    real_atomic_write = safetensors_v1.atomic_write
+
+    def half_writing_atomic_write(target: Any, write: Any) -> None:
+        real_atomic_write(target, lambda f: write(_HalfWritingFile(f)))
+
+    monkeypatch.setattr(safetensors_v1, "atomic_write", half_writing_atomic_write)
+    with pytest.raises(lib_hypernet.HypernetFileError) as info:
+        _hn(2).save(path)
+    assert str(path) in str(info.value)
+    monkeypatch.undo()
+    _assert_untouched(tmp_path, path, before)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_fsync_fails_after_writing(suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every byte written, then the flush to disk fails: the old file stays."""
+    path, before = _existing(tmp_path, suffix)
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(lib_hypernet.HypernetFileError) as info:
+        _hn(2).save(path)
+    assert str(path) in str(info.value)
+    monkeypatch.undo()
+    _assert_untouched(tmp_path, path, before)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_replace_fails(suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, before = _existing(tmp_path, suffix)
+
+    def failing_replace(src: Any, dst: Any) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(lib_hypernet.HypernetFileError) as info:
+        _hn(2).save(path)
+    assert str(path) in str(info.value)
+    monkeypatch.undo()
+    _assert_untouched(tmp_path, path, before)
+
+
+def test_failed_first_save_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "save", _partial_torch_save)
+    with pytest.raises(RuntimeError):
+        _hn(2).save(tmp_path / "new.pt")
+    assert os.listdir(tmp_path) == []
+
+
+def test_optimizer_state_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pt = tmp_path / "model.pt"
+    _hn(1).save(pt)
+    lib_hypernet.save_optimizer_state(pt, {"state": {}, "param_groups": []})
+    optim = Path(lib_hypernet.optim_path(pt))
+    before = optim.read_bytes()
+    monkeypatch.setattr(torch, "save", _partial_torch_save)
+    with pytest.raises(RuntimeError):
+        lib_hypernet.save_optimizer_state(pt, {"state": {"x": 1}, "param_groups": []})
+    monkeypatch.undo()
+    assert optim.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["model.pt", "model.pt.optim"]
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_successful_save_replaces_and_cleans_up(suffix: str, tmp_path: Path, umask_022: None) -> None:
+    path, before = _existing(tmp_path, suffix)
+    _hn(2).save(path)
+    assert path.read_bytes() != before
+    assert lib_hypernet.load(path).name == "hn2"
+    assert sorted(os.listdir(tmp_path)) == [path.name]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_file_mode_follows_umask(umask: int, mode: int, tmp_path: Path) -> None:
+    old = os.umask(umask)
+    try:
+        _hn(1).save(tmp_path / "a.pt")
+        _hn(1).save(tmp_path / "a.safetensors")
+        cache = lib_hypernet.HashCache()
+        cache.sha256(tmp_path / "a.pt")
+        cache.save(tmp_path / "cache.json")
+    finally:
+        os.umask(old)
+    for name in ("a.pt", "a.safetensors", "cache.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_save_into_missing_folder(tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such" / "dir" / "x.pt"
+    with pytest.raises(lib_hypernet.HypernetFileError) as info:
+        _hn(1).save(target)
+    assert str(target) in str(info.value)
+
+
+def test_real_safetensors_writer_is_used(tmp_path: Path) -> None:
+    """Sanity: the monkeypatched name above is the serialiser the module really calls."""
+    assert safetensors_v1.safetensors_save is safetensors.torch.save

@@ -1,0 +1,222 @@
+"""sha256 / shorthash / legacy hash as A1111 computes them, and the path-keyed HashCache (A1111 bug §8.5 fixed)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import lib_hypernet
+
+MIB = 1024 * 1024
+
+
+def _fixture_files(manifest: dict) -> list[dict]:
+    files = []
+    for case in manifest["cases"]:
+        files.append(case)
+        if "optim_file" in case:
+            files.append(case["optim_file"])
+    return files
+
+
+def test_hashes_match_manifest(fixtures_dir: Path, manifest: dict) -> None:
+    for entry in _fixture_files(manifest):
+        path = fixtures_dir / entry["file"]
+        assert lib_hypernet.sha256(path) == entry["sha256"], entry["file"]
+        assert path.stat().st_size == entry["file_size"]
+    for case in manifest["cases"]:
+        path = fixtures_dir / case["file"]
+        assert lib_hypernet.shorthash(path) == case["shorthash"] == case["sha256"][:10]
+        assert lib_hypernet.legacy_model_hash(path) == case["legacy_model_hash"] == "e3b0c442"
+
+
+def test_sha256_matches_hashlib_and_reports_progress(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    data = os.urandom(2 * MIB + 123)
+    path.write_bytes(data)
+    seen: list[int] = []
+    assert lib_hypernet.sha256(path, progress=seen.append) == hashlib.sha256(data).hexdigest()
+    assert sum(seen) == len(data)
+    assert lib_hypernet.shorthash(path) == hashlib.sha256(data).hexdigest()[:10]
+
+
+def test_legacy_hash_of_large_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.bin"
+    data = os.urandom(MIB + 200 * 1024)
+    path.write_bytes(data)
+    legacy = lib_hypernet.legacy_model_hash(path)
+    assert legacy != "e3b0c442"
+    assert legacy == hashlib.sha256(data[MIB : MIB + 64 * 1024]).hexdigest()[:8]
+
+
+def test_legacy_hash_of_small_and_partial_files(tmp_path: Path) -> None:
+    small = tmp_path / "small.bin"
+    small.write_bytes(os.urandom(MIB))  # exactly 1 MiB: nothing at the offset
+    assert lib_hypernet.legacy_model_hash(small) == "e3b0c442"
+    partial = tmp_path / "partial.bin"
+    data = os.urandom(MIB + 100)
+    partial.write_bytes(data)
+    assert lib_hypernet.legacy_model_hash(partial) == hashlib.sha256(data[MIB:]).hexdigest()[:8]
+
+
+@pytest.mark.parametrize("func", [lib_hypernet.sha256, lib_hypernet.shorthash, lib_hypernet.legacy_model_hash])
+def test_hash_of_missing_file(func, tmp_path: Path) -> None:
+    path = tmp_path / "missing.pt"
+    with pytest.raises(lib_hypernet.HypernetFileError) as info:
+        func(path)
+    assert str(path) in str(info.value)
+
+
+# --------------------------------------------------------------------------- HashCache
+def _write(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_cache_hits_without_rereading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.pt"
+    digest = _write(path, b"first version")
+    cache = lib_hypernet.HashCache()
+    assert cache.get(path) is None
+    assert cache.sha256(path) == digest
+    assert cache.dirty
+    import lib_hypernet.hashing as hashing
+
+    def no_hashing(*args, **kwargs):
+        raise AssertionError("should have used the cache")
+
+    monkeypatch.setattr(hashing, "sha256", no_hashing)
+    assert cache.sha256(path) == digest
+    assert cache.get(path) == digest
+    assert cache.shorthash(path) == digest[:10]
+    # keyed by absolute path: a relative spelling of the same file hits the same entry
+    monkeypatch.chdir(tmp_path)
+    assert cache.get("a.pt") == digest
+    assert cache.sha256(Path("a.pt")) == digest
+
+
+def test_cache_recomputes_when_size_changes(tmp_path: Path) -> None:
+    path = tmp_path / "a.pt"
+    _write(path, b"first version")
+    cache = lib_hypernet.HashCache()
+    cache.sha256(path)
+    stat = path.stat()
+    digest = _write(path, b"second, longer version")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime, different size
+    assert cache.get(path) is None
+    assert cache.sha256(path) == digest
+
+
+def test_cache_recomputes_for_replacement_with_older_mtime(tmp_path: Path) -> None:
+    """A1111 bug §8.5: a replacement with an older (or equal) mtime kept the stale hash there."""
+    path = tmp_path / "a.pt"
+    _write(path, b"version A")
+    cache = lib_hypernet.HashCache()
+    cache.sha256(path)
+    old_mtime = path.stat().st_mtime_ns - 10_000_000_000
+    digest = _write(path, b"version B")  # same size
+    os.utime(path, ns=(old_mtime, old_mtime))
+    assert cache.get(path) is None
+    assert cache.sha256(path) == digest
+
+
+def test_cache_same_stem_different_folders(tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    a, b = tmp_path / "one" / "style.pt", tmp_path / "two" / "style.pt"
+    digest_a = _write(a, b"network one")
+    digest_b = _write(b, b"network two")
+    cache = lib_hypernet.HashCache()
+    assert cache.sha256(a) == digest_a
+    assert cache.sha256(b) == digest_b
+    assert cache.get(a) == digest_a
+    assert cache.get(b) == digest_b
+
+
+def test_cache_find(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    digest_a, digest_b = _write(a, b"aaa"), _write(b, b"bbb")
+    cache = lib_hypernet.HashCache()
+    cache.sha256(a)
+    cache.sha256(b)
+    assert cache.find(digest_a[:10]) == [str(a.resolve())]
+    assert cache.find(digest_b[:10].upper()) == [str(b.resolve())]
+    assert sorted(cache.find("")) == sorted([str(a.resolve()), str(b.resolve())])
+    # a changed file is no longer found under its old hash
+    _write(a, b"changed contents")
+    assert cache.find(digest_a[:10]) == []
+    a.unlink()
+    cache.forget_missing()
+    assert cache.find("") == [str(b.resolve())]
+
+
+def test_cache_json_round_trip(tmp_path: Path) -> None:
+    a = tmp_path / "a.pt"
+    digest = _write(a, b"abc")
+    cache = lib_hypernet.HashCache()
+    cache.sha256(a)
+    store = tmp_path / "cache.json"
+    cache.save(store)
+    assert not cache.dirty
+    data = json.loads(store.read_text())
+    assert data["version"] == 1
+    assert data["entries"][str(a.resolve())]["sha256"] == digest
+    loaded = lib_hypernet.HashCache.load(store)
+    assert loaded.get(a) == digest
+    assert lib_hypernet.HashCache.from_json(cache.to_json()).get(a) == digest
+    # the persisted entry still validates by size and mtime
+    _write(a, b"xyz")
+    assert lib_hypernet.HashCache.load(store).get(a) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"[1, 2, 3]", b'{"version": 99, "entries": {}}', b'{"version": 1, "entries": [1]}',
+     b'{"version": 1, "entries": {"/x": 5}}', b"\xff\xfe\x00garbage", b""],
+    ids=["syntax", "list", "version", "entries-list", "entry-not-dict", "binary", "empty"],
+)
+def test_corrupt_cache_json_gives_empty_cache(content: bytes, tmp_path: Path) -> None:
+    store = tmp_path / "cache.json"
+    store.write_bytes(content)
+    cache = lib_hypernet.HashCache.load(store)
+    assert cache.find("") == []
+    a = tmp_path / "a.pt"
+    digest = _write(a, b"abc")
+    assert cache.sha256(a) == digest  # still usable
+
+
+def test_missing_cache_file_gives_empty_cache(tmp_path: Path) -> None:
+    assert lib_hypernet.HashCache.load(tmp_path / "nope.json").find("") == []
+
+
+def test_file_changed_while_hashing_is_not_cached(tmp_path: Path) -> None:
+    path = tmp_path / "growing.pt"
+    _write(path, os.urandom(2 * MIB))
+    cache = lib_hypernet.HashCache()
+    changed = []
+
+    def modify_during_hashing(n: int) -> None:
+        if not changed:
+            with open(path, "ab") as f:
+                f.write(b"appended while hashing")
+            changed.append(n)
+
+    cache.sha256(path, progress=modify_during_hashing)
+    assert changed
+    assert cache.get(path) is None
+    assert cache.find("") == []
+    # the next call hashes the file as it is now and caches it
+    assert cache.sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert cache.get(path) is not None
+
+
+def test_cache_missing_file_raises(tmp_path: Path) -> None:
+    cache = lib_hypernet.HashCache()
+    path = tmp_path / "missing.pt"
+    assert cache.get(path) is None
+    with pytest.raises(lib_hypernet.HypernetFileError):
+        cache.sha256(path)
