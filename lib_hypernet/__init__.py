@@ -6,6 +6,9 @@ Imports only torch, safetensors and the standard library (never the webui or gra
     >>> hn = lib_hypernet.load("models/hypernetworks/anime.pt")
     >>> hn.save("anime.safetensors")
     >>> context_k, context_v = lib_hypernet.apply_hypernetworks(context, [(hn, 0.8)])
+    >>> handle = lib_hypernet.install(unet)          # hooks nothing yet
+    >>> handle.activate([(hn, 0.8)])                 # every attention layer's K/V input, from now on
+    >>> handle.remove()                              # the UNet is exactly as before
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 
 from .activations import ACTIVATIONS, creatable_activations
 from .apply import apply_hypernetworks
+from .engine import EntryReport, HypernetHandle, install
 from .errors import ActivationError, HypernetError, HypernetFileError, HypernetFormatError, UnsafeFileError
 from .formats import SUFFIXES, format_of
 from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
@@ -33,10 +37,12 @@ __all__ = [
     "SUFFIXES",
     "WEIGHT_INITIALIZATIONS",
     "ActivationError",
+    "EntryReport",
     "HashCache",
     "HypernetError",
     "HypernetFileError",
     "HypernetFormatError",
+    "HypernetHandle",
     "Hypernetwork",
     "HypernetworkModule",
     "OptimizerState",
@@ -51,6 +57,7 @@ __all__ = [
     "create",
     "format_of",
     "from_state_dict",
+    "install",
     "legacy_model_hash",
     "load",
     "load_optimizer_state",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ class _Entry:
 
 @dataclass
 class _CrossResult:
+    key: tuple[Any, ...]
     source: weakref.ref[torch.Tensor]
     version: int | None
     copy: torch.Tensor
@@ -72,7 +72,8 @@ class HypernetHandle:
         self._step: int | None = None
         self._total_steps: int | None = None
         self._effective: dict[tuple[str, int], list[tuple[_Entry, float]]] = {}
-        self._cross_cache: OrderedDict[tuple[Any, ...], _CrossResult] = OrderedDict()
+        # Most recently used last; several entries may share a key (cond and uncond in separate calls).
+        self._cross_cache: list[_CrossResult] = []
         self._last: dict[tuple[int, str, int], set[int]] = {}
         self._since_activate: dict[tuple[int, str, int], set[int]] = {}
         self.removed = False
@@ -262,7 +263,9 @@ class HypernetHandle:
 
         cache_key = None
         if kind == "cross" and self.cache_cross_attention:
-            cache_key = (width, autocast is not None, mm_dtype, tuple((e.index, m, id(p)) for (e, m), p in zip(entries, plans)))
+            # The plans themselves (compared by identity, kept alive by the entry): an id() could be reused by
+            # the plan that replaces one whose weights changed.
+            cache_key = (width, autocast is not None, mm_dtype, tuple((e.index, m, p) for (e, m), p in zip(entries, plans)))
             cached = self._cross_lookup(cache_key, context)
             if cached is not None:
                 self.cache_stats[0] += 1
@@ -275,6 +278,9 @@ class HypernetHandle:
                 context_k, context_v = plan.both(context_k, strength)
             else:
                 context_k, context_v = plan.one(0, context_k, strength), plan.one(1, context_v, strength)
+            if autocast is None:
+                # A final LayerNorm (float32 parameters) promotes a half-precision result; the next plan needs mm_dtype.
+                context_k, context_v = context_k.to(mm_dtype), context_v.to(mm_dtype)
         context_k, context_v = context_k.to(context.dtype), context_v.to(context.dtype)
         if cache_key is not None:
             self._cross_store(cache_key, context, context_k, context_v)
@@ -306,33 +312,36 @@ class HypernetHandle:
         return plan
 
     def _cross_lookup(self, key: tuple[Any, ...], context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        found = self._cross_cache.get(key)
-        if found is None:
-            return None
         version = tensor_version(context)
-        same_object = found.source() is context and version is not None and version == found.version
-        if not same_object:
-            copy = found.copy
-            if (
-                copy.shape != context.shape
-                or copy.dtype != context.dtype
-                or copy.device != context.device
-                or not torch.equal(copy, context)
-            ):
-                return None
-            found.source, found.version = weakref.ref(context), version
-        self._cross_cache.move_to_end(key)
-        return found.context_k, found.context_v
+        # Results computed under inference_mode cannot enter autograd (to_k would save them for backward).
+        usable_inference = torch.is_inference_mode_enabled() or not torch.is_grad_enabled()
+        for position in range(len(self._cross_cache) - 1, -1, -1):
+            found = self._cross_cache[position]
+            if found.key != key or (found.context_k.is_inference() and not usable_inference):
+                continue
+            same_object = found.source() is context and version is not None and version == found.version
+            if not same_object:
+                copy = found.copy
+                if (
+                    copy.shape != context.shape
+                    or copy.dtype != context.dtype
+                    or copy.device != context.device
+                    or not torch.equal(copy, context)
+                ):
+                    continue
+                found.source, found.version = weakref.ref(context), version
+            self._cross_cache.append(self._cross_cache.pop(position))
+            return found.context_k, found.context_v
+        return None
 
     def _cross_store(
         self, key: tuple[Any, ...], context: torch.Tensor, context_k: torch.Tensor, context_v: torch.Tensor
     ) -> None:
-        self._cross_cache[key] = _CrossResult(
-            weakref.ref(context), tensor_version(context), context.detach().clone(), context_k, context_v
+        self._cross_cache.append(
+            _CrossResult(key, weakref.ref(context), tensor_version(context), context.detach().clone(), context_k, context_v)
         )
-        self._cross_cache.move_to_end(key)
         while len(self._cross_cache) > CROSS_CACHE_SIZE:
-            self._cross_cache.popitem(last=False)
+            self._cross_cache.pop(0)
 
 
 def _make_q_hook(site: AttentionSite) -> Any:

@@ -132,6 +132,8 @@ class CompiledPair:
         last = len(self.steps) - 1
         for i, step in enumerate(self.steps):
             weight_t, bias = step.weight_t[branches], step.bias[branches]
+            # A LayerNorm's float32 parameters promote h to float32; the matmul needs the weights' dtype.
+            h = h.to(weight_t.dtype)
             if i == last and step.activation is None and step.ln_weight is None:
                 # Fold residual and strength into the matmul, then add the scaled bias in place.
                 out = torch.baddbmm(x, h, weight_t, alpha=strength)

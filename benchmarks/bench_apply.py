@@ -1,0 +1,302 @@
+"""Benchmark: hypernetworks inside a Stable Diffusion 1.5 UNet — ours vs A1111's per-layer application.
+
+Builds the SD1.5-config ``UNetModel`` from the real ``ldm`` package (random weights), then
+measures, interleaved in one run, for each latent size:
+
+* ``unhooked``  — the plain UNet;
+* ``idle``      — ``lib_hypernet.install(unet)`` with nothing active;
+* ``a1111``     — a faithful re-implementation of A1111 1.10.1's application: the attention
+  forward calls ``apply_hypernetworks`` on every layer, every step (``x + linear(x) * m`` per module);
+* ``ours``      — ``handle.activate(stack)``; a step's context is a new tensor with the same values
+  (as A1111's CFG builds it), so the first call computes the cross-attention result and later
+  calls reuse it.
+
+for three stacks: one ``[1,2,1]`` relu hypernetwork (768/320/640/1280), a stack of two, and a
+``[1,2,2,1]`` one.  All variants use the same attention kernel (SDP), so only the hypernetwork
+cost differs.  A 20-step run is ``first + 19 × steady`` for ours and ``20 × call`` for the
+stateless variants.  It also measures file I/O: load time ``.pt`` (A1111's way and ours) vs
+``.safetensors``, and sha256 throughput vs a plain read.
+
+    .venv/bin/python benchmarks/bench_apply.py                 # full run (~15 min on 2 cores)
+    .venv/bin/python benchmarks/bench_apply.py --tiny          # seconds; smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import lib_hypernet
+from lib_hypernet.module import HypernetworkModule
+
+Stack = list[tuple[lib_hypernet.Hypernetwork, float]]
+
+
+# ----------------------------------------------------------------------------- the model
+def build_unet(tiny: bool) -> torch.nn.Module:
+    from ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    if tiny:
+        config = dict(model_channels=32, attention_resolutions=[2, 1], channel_mult=[1, 2], num_res_blocks=1,
+                      num_head_channels=8, context_dim=64)
+    else:  # v1-inference.yaml
+        config = dict(model_channels=320, attention_resolutions=[4, 2, 1], channel_mult=[1, 2, 4, 4],
+                      num_res_blocks=2, num_heads=8, context_dim=768)
+    torch.manual_seed(0)
+    unet = UNetModel(image_size=32, in_channels=4, out_channels=4, use_spatial_transformer=True,
+                     transformer_depth=1, use_checkpoint=False, legacy=False, **config).eval()
+    with torch.no_grad():  # random weights everywhere (ldm zero-initialises some output layers)
+        for name, p in unet.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, (1.0 / p[0].numel()) ** 0.5)
+            elif name.endswith("weight"):
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.02)
+    unet.requires_grad_(False)
+    return unet
+
+
+def _attention(self: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    h = self.heads
+    b = q.shape[0]
+    q, k, v = (t.reshape(b, -1, h, t.shape[-1] // h).transpose(1, 2) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v)
+    return self.to_out(out.transpose(1, 2).reshape(b, -1, out.shape[1] * out.shape[-1]))
+
+
+def sdp_forward(self: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | None = None, mask=None, **kwargs):
+    """The host's attention (like A1111's sdp optimization) without any hypernetwork code."""
+    context = x if context is None else context
+    return _attention(self, self.to_q(x), self.to_k(context), self.to_v(context))
+
+
+A1111_LOADED: Stack = []
+
+
+def a1111_apply_single(hn, context_k, context_v):
+    """A1111 1.10.1 ``apply_single_hypernetwork`` (cond casts are identities on CPU/fp32)."""
+    layers = hn.layers.get(context_k.shape[2], None)
+    if layers is None:
+        return context_k, context_v
+    return layers[0](context_k), layers[1](context_v)
+
+
+def a1111_forward(self: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | None = None, mask=None, **kwargs):
+    """A1111's optimized forwards: apply every loaded hypernetwork at every layer, then attention."""
+    context = x if context is None else context
+    context_k = context_v = context
+    for hn, _ in A1111_LOADED:
+        context_k, context_v = a1111_apply_single(hn, context_k, context_v)
+    return _attention(self, self.to_q(x), self.to_k(context_k), self.to_v(context_v))
+
+
+def a1111_load_stack(stack: Stack) -> None:
+    """A1111's ``load_hypernetworks`` + ``set_multiplier``: the multiplier lives on the modules."""
+    A1111_LOADED[:] = stack
+    for hn, m in stack:
+        for module in hn.modules():
+            module.multiplier = m
+
+
+# ----------------------------------------------------------------------------- timing
+def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+@contextlib.contextmanager
+def attention_forward(forward) -> Iterator[None]:
+    import ldm.modules.attention as attention
+
+    previous = attention.CrossAttention.forward
+    attention.CrossAttention.forward = forward
+    try:
+        yield
+    finally:
+        attention.CrossAttention.forward = previous
+
+
+def bench_unet(unet: torch.nn.Module, stacks: dict[str, Stack], latent: int, context_dim: int, steps: int,
+               rounds: int) -> list[str]:
+    torch.manual_seed(1)
+    x = torch.randn(2, 4, latent, latent)
+    t = torch.tensor([500, 500])
+    cond, uncond = torch.randn(1, 77, context_dim), torch.randn(1, 77, context_dim)
+
+    def context() -> torch.Tensor:  # a new tensor each step, same values (A1111's CFG concatenation)
+        return torch.cat([cond, uncond])
+
+    handle = lib_hypernet.install(unet)
+
+    def call() -> torch.Tensor:
+        with torch.no_grad():
+            return unet(x, t, context=context())
+
+    def run_unhooked() -> tuple[float, torch.Tensor]:
+        handle.deactivate()
+        with attention_forward(sdp_forward):
+            return timed(call)
+
+    def run_a1111(stack: Stack) -> tuple[float, torch.Tensor]:
+        handle.deactivate()
+        a1111_load_stack(stack)
+        with attention_forward(a1111_forward):
+            return timed(call)
+
+    def run_ours_first(stack: Stack) -> tuple[float, torch.Tensor]:
+        handle.activate(stack)  # a fresh activation: the cross-attention cache starts empty
+        with attention_forward(sdp_forward):
+            return timed(call)
+
+    def run_ours_steady(stack: Stack) -> tuple[float, torch.Tensor]:
+        with attention_forward(sdp_forward):  # continues the activation of run_ours_first
+            return timed(call)
+
+    variants: list[tuple[str, Callable[[], tuple[float, torch.Tensor]]]] = [("unhooked", run_unhooked)]
+    variants.append(("idle", lambda: (handle.deactivate(), run_unhooked())[1]))
+    for name, stack in stacks.items():
+        variants.append((f"a1111/{name}", lambda s=stack: run_a1111(s)))
+        variants.append((f"ours-first/{name}", lambda s=stack: run_ours_first(s)))
+        variants.append((f"ours-steady/{name}", lambda s=stack: run_ours_steady(s)))
+
+    # Warm-up (allocator, compiled weights), then interleaved rounds.
+    outputs: dict[str, torch.Tensor] = {}
+    for name, fn in variants:
+        outputs[name] = fn()[1]
+    times: dict[str, list[float]] = {name: [] for name, _ in variants}
+    for r in range(rounds):
+        for name, fn in variants:  # ours-first must precede ours-steady of the same stack
+            seconds, out = fn()
+            times[name].append(seconds)
+            outputs[name] = out
+        print(f"  latent {latent}: round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+    handle.deactivate()
+
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    base = med["unhooked"]
+    lines = [
+        f"### latent {latent}×{latent} ({latent * 8} px), batch 2 (cond+uncond), {rounds} rounds, median per UNet call",
+        "",
+        f"unhooked: {base * 1000:.0f} ms per call; installed-idle: {med['idle'] * 1000:.0f} ms "
+        f"({(med['idle'] / base - 1) * 100:+.1f} %)",
+        "",
+        "| stack | A1111 added / call | ours added / call (first, steady) | A1111 added / "
+        f"{steps} steps | ours added / {steps} steps | ours ÷ A1111 | max abs diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in stacks:
+        a = med[f"a1111/{name}"] - base
+        first, steady = med[f"ours-first/{name}"] - base, med[f"ours-steady/{name}"] - base
+        a_run = steps * a
+        ours_run = first + (steps - 1) * steady
+        diff = (outputs[f"ours-steady/{name}"] - outputs[f"a1111/{name}"]).abs().max().item()
+        lines.append(
+            f"| {name} | {a * 1000:.0f} ms ({a / base * 100:.1f} %) | {first * 1000:.0f} ms, {steady * 1000:.0f} ms "
+            f"({steady / base * 100:.1f} %) | {a_run:.2f} s | {ours_run:.2f} s | **{ours_run / a_run:.2f}×** | {diff:.1e} |"
+        )
+    return lines
+
+
+# ----------------------------------------------------------------------------- I/O
+def a1111_style_load(path: str) -> None:
+    """What A1111 does: build every module with random init on the CPU, then copy the weights in."""
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    ls = raw.get("layer_structure", [1, 2, 1])
+    for width, (sd_k, sd_v) in ((k, v) for k, v in raw.items() if type(k) is int):
+        for sd in (sd_k, sd_v):
+            module = HypernetworkModule(width, ls, raw.get("activation_func"), raw.get("is_layer_norm", False),
+                                        raw.get("activate_output", True), raw.get("dropout_structure"))
+            module.load_state_dict(sd)
+            module.eval()
+
+
+def bench_io(rounds: int, widths: Sequence[int]) -> list[str]:
+    hn = lib_hypernet.create("io", sizes=widths, activation_func="relu", seed=0)
+    with tempfile.TemporaryDirectory() as folder:
+        pt, st = os.path.join(folder, "io.pt"), os.path.join(folder, "io.safetensors")
+        hn.save(pt)
+        hn.save(st)
+        size = os.path.getsize(pt)
+
+        def plain_read() -> None:
+            with open(pt, "rb") as f:
+                while f.read(1024 * 1024):
+                    pass
+
+        cases: list[tuple[str, Callable[[], object]]] = [
+            ("A1111-style .pt load (init, then copy)", lambda: a1111_style_load(pt)),
+            ("lib_hypernet.load(.pt)", lambda: lib_hypernet.load(pt)),
+            ("lib_hypernet.load(.safetensors)", lambda: lib_hypernet.load(st)),
+            ("plain read (1 MiB blocks)", plain_read),
+            ("sha256", lambda: lib_hypernet.sha256(pt)),
+        ]
+        for _, fn in cases:  # warm the page cache
+            fn()
+        times: dict[str, list[float]] = {name: [] for name, _ in cases}
+        for _ in range(rounds):
+            for name, fn in cases:
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    mib = size / 2**20
+    title = f"### file I/O — one [1,2,1] relu hypernetwork, widths {list(widths)}, {mib:.1f} MiB, page cache warm"
+    lines = [f"{title}, {rounds} rounds", "",
+             "| operation | time | throughput |", "|---|---|---|"]
+    for name, _ in cases:
+        lines.append(f"| {name} | {med[name] * 1000:.1f} ms | {mib / med[name]:.0f} MiB/s |")
+    return lines
+
+
+# ----------------------------------------------------------------------------- main
+def make_stacks(widths: Sequence[int]) -> dict[str, Stack]:
+    one = lib_hypernet.create("one", sizes=widths, activation_func="relu", seed=1)
+    two = lib_hypernet.create("two", sizes=widths, activation_func="swish", seed=2)
+    deep = lib_hypernet.create("deep", sizes=widths, layer_structure=[1, 2, 2, 1], activation_func="relu", seed=3)
+    for hn in (one, two, deep):  # trained-looking weights so the effect is visible
+        with torch.no_grad():
+            for p in hn.parameters():
+                p.normal_(0.0, 0.02)
+    return {"one [1,2,1]": [(one, 0.8)], "stack of two": [(one, 0.8), (two, 0.6)], "[1,2,2,1]": [(deep, 0.8)]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latents", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tiny", action="store_true", help="small UNet and sizes: a smoke test in seconds")
+    parser.add_argument("--skip-io", action="store_true")
+    args = parser.parse_args(argv)
+
+    torch.set_flush_denormal(True)
+    print(f"# lib_hypernet apply benchmark — torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{os.cpu_count()} CPUs", flush=True)
+    unet = build_unet(args.tiny)
+    widths = [64, 32] if args.tiny else [768, 320, 640, 1280]
+    context_dim = 64 if args.tiny else 768
+    stacks = make_stacks(widths)
+    latents = [8] if args.tiny else args.latents
+    for latent in latents:
+        print("\n".join(["", *bench_unet(unet, stacks, latent, context_dim, args.steps, args.rounds)]), flush=True)
+    if not args.skip_io:
+        print("\n".join(["", *bench_io(1 if args.tiny else max(args.rounds, 5), widths)]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
