@@ -1,0 +1,349 @@
+"""Stand-in of ``modules/scripts.py``: ``Script`` with its hooks, ``ScriptRunner`` calling them on always-on scripts,
+and ``load_scripts`` executing ``<extension>/scripts/*.py`` the way A1111 does (callbacks cleared first; while a
+file runs, ``sys.path = [extension_dir] + sys.path`` and ``basedir()`` is the extension dir; both restored).
+
+Not emulated: the webui's own ``scripts/`` and ``modules/processing_scripts``, metadata.ini ordering, gradio UI
+(``ui()`` is never called; the harness lays out ``script_args`` itself), postprocessing scripts.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections import namedtuple
+
+from modules import errors, paths, script_callbacks, script_loading
+
+AlwaysVisible = object()
+
+
+class MaskBlendArgs:
+    def __init__(self, current_latent, nmask, init_latent, mask, blended_latent, denoiser=None, sigma=None):
+        self.current_latent, self.nmask, self.init_latent = current_latent, nmask, init_latent
+        self.mask, self.blended_latent, self.denoiser, self.sigma = mask, blended_latent, denoiser, sigma
+        self.is_final_blend = denoiser is None
+
+
+class PostSampleArgs:
+    def __init__(self, samples):
+        self.samples = samples
+
+
+class PostprocessImageArgs:
+    def __init__(self, image):
+        self.image = image
+
+
+class PostProcessMaskOverlayArgs:
+    def __init__(self, index, mask_for_overlay, overlay_image):
+        self.index, self.mask_for_overlay, self.overlay_image = index, mask_for_overlay, overlay_image
+
+
+class PostprocessBatchListArgs:
+    def __init__(self, images):
+        self.images = images
+
+
+class Script:
+    name = None
+    section = None
+    filename = None
+    args_from = None
+    args_to = None
+    alwayson = False
+    is_txt2img = False
+    is_img2img = False
+    tabname = None
+    group = None
+    create_group = True
+    infotext_fields = None
+    paste_field_names = None
+    api_info = None
+    on_before_component_elem_id = None
+    on_after_component_elem_id = None
+    setup_for_ui_only = False
+    controls = None
+
+    def title(self):
+        raise NotImplementedError()
+
+    def ui(self, is_img2img):
+        pass
+
+    def show(self, is_img2img):
+        return True
+
+    def run(self, p, *args):
+        pass
+
+    def setup(self, p, *args):
+        pass
+
+    def before_process(self, p, *args):
+        pass
+
+    def process(self, p, *args):
+        pass
+
+    def before_process_batch(self, p, *args, **kwargs):
+        pass
+
+    def after_extra_networks_activate(self, p, *args, **kwargs):
+        pass
+
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        pass
+
+    def process_batch(self, p, *args, **kwargs):
+        pass
+
+    def postprocess_batch(self, p, *args, **kwargs):
+        pass
+
+    def postprocess_batch_list(self, p, pp, *args, **kwargs):
+        pass
+
+    def on_mask_blend(self, p, mba, *args):
+        pass
+
+    def post_sample(self, p, ps, *args):
+        pass
+
+    def postprocess_image(self, p, pp, *args):
+        pass
+
+    def postprocess_maskoverlay(self, p, ppmo, *args):
+        pass
+
+    def postprocess_image_after_composite(self, p, pp, *args):
+        pass
+
+    def postprocess(self, p, processed, *args):
+        pass
+
+    def before_component(self, component, **kwargs):
+        pass
+
+    def after_component(self, component, **kwargs):
+        pass
+
+    def on_before_component(self, callback, *, elem_id):
+        if self.on_before_component_elem_id is None:
+            self.on_before_component_elem_id = []
+        self.on_before_component_elem_id.append((elem_id, callback))
+
+    def on_after_component(self, callback, *, elem_id):
+        if self.on_after_component_elem_id is None:
+            self.on_after_component_elem_id = []
+        self.on_after_component_elem_id.append((elem_id, callback))
+
+    def describe(self):
+        return ""
+
+    def elem_id(self, item_id):
+        title = "".join(c if c.isalnum() or c == "_" else "_" for c in self.title().lower().replace(" ", "_"))
+        return f"{'img2img' if self.is_img2img else 'txt2img'}_script_{title}_{item_id}"
+
+    def before_hr(self, p, *args):
+        pass
+
+
+current_basedir: str = paths.script_path
+
+
+def basedir() -> str:
+    """The extension dir of the script file being executed (the webui root otherwise)."""
+    return current_basedir
+
+
+ScriptFile = namedtuple("ScriptFile", ["basedir", "filename", "path"])
+ScriptClassData = namedtuple("ScriptClassData", ["script_class", "path", "basedir", "module"])
+scripts_data: list[ScriptClassData] = []
+postprocessing_scripts_data: list = []
+extension_dirs: list[str] = []
+"""The extension directories given to the last ``load_scripts`` call (reused when called without arguments)."""
+
+
+def list_scripts(scriptdirname: str, extension: str, *, include_extensions: bool = True) -> list[ScriptFile]:
+    """Files ``<ext>/<scriptdirname>/*<extension>`` of every extension dir, in dir order then sorted names."""
+    res = []
+    for ext_dir in extension_dirs if include_extensions else []:
+        folder = os.path.join(ext_dir, scriptdirname)
+        if not os.path.isdir(folder):
+            continue
+        for filename in sorted(os.listdir(folder)):
+            path = os.path.join(folder, filename)
+            if os.path.isfile(path) and os.path.splitext(filename)[1].lower() == extension:
+                res.append(ScriptFile(ext_dir, filename, path))
+    return res
+
+
+def list_files_with_name(filename: str) -> list[str]:
+    return [os.path.join(d, filename) for d in [paths.script_path, *extension_dirs] if os.path.isfile(os.path.join(d, filename))]
+
+
+def load_scripts(extension_dirs_: list[str] | None = None) -> None:
+    """Clear callbacks and script data, execute every extension's ``scripts/*.py``, collect Script subclasses."""
+    global current_basedir, scripts_txt2img, scripts_img2img, scripts_current
+    if extension_dirs_ is not None:
+        extension_dirs[:] = [os.path.abspath(d) for d in extension_dirs_]
+    scripts_data.clear()
+    postprocessing_scripts_data.clear()
+    script_callbacks.clear_callbacks()
+
+    syspath = sys.path
+    for scriptfile in list_scripts("scripts", ".py"):
+        try:
+            if scriptfile.basedir != paths.script_path:
+                sys.path = [scriptfile.basedir, *sys.path]
+            current_basedir = scriptfile.basedir
+            module = script_loading.load_module(scriptfile.path)
+            for obj in module.__dict__.values():
+                if inspect.isclass(obj) and issubclass(obj, Script):
+                    scripts_data.append(ScriptClassData(obj, scriptfile.path, scriptfile.basedir, module))
+        except Exception:
+            errors.report(f"Error loading script: {scriptfile.filename}", exc_info=True)
+        finally:
+            sys.path = syspath
+            current_basedir = paths.script_path
+
+    scripts_txt2img = ScriptRunner()
+    scripts_img2img = ScriptRunner()
+    scripts_current = None
+
+
+class ScriptRunner:
+    def __init__(self):
+        self.scripts: list[Script] = []
+        self.selectable_scripts: list[Script] = []
+        self.alwayson_scripts: list[Script] = []
+        self.titles: list[str] = []
+        self.title_map: dict[str, Script] = {}
+        self.infotext_fields: list = []
+        self.paste_field_names: list = []
+        self.inputs: list = [None]
+
+    def initialize_scripts(self, is_img2img: bool) -> None:
+        """Instantiate every collected Script class; AlwaysVisible ones go to ``alwayson_scripts``."""
+        self.scripts.clear()
+        self.alwayson_scripts.clear()
+        self.selectable_scripts.clear()
+        for data in scripts_data:
+            try:
+                script = data.script_class()
+            except Exception:
+                errors.report(f"Error # failed to initialize Script {data.module}: ", exc_info=True)
+                continue
+            script.filename = data.path
+            script.is_txt2img = not is_img2img
+            script.is_img2img = is_img2img
+            script.tabname = "img2img" if is_img2img else "txt2img"
+            visibility = script.show(script.is_img2img)
+            if visibility == AlwaysVisible:
+                self.scripts.append(script)
+                self.alwayson_scripts.append(script)
+                script.alwayson = True
+            elif visibility:
+                self.scripts.append(script)
+                self.selectable_scripts.append(script)
+        self.layout_args({})
+
+    def layout_args(self, values: dict[str, list]) -> list:
+        """Stand-in for the UI: give every script ``args_from/args_to`` into ``[selected_index, *args...]``;
+        ``values`` maps a script class name to its argument list. Returns the full ``script_args`` list."""
+        inputs: list = [0]
+        for script in self.scripts:
+            script.args_from = len(inputs)
+            inputs.extend(values.get(type(script).__name__, []))
+            script.args_to = len(inputs)
+        self.inputs = inputs
+        return list(inputs)
+
+    def ordered_scripts(self, method_name: str) -> list[Script]:
+        """Always-on scripts that override ``method_name`` (before/after_component: all scripts)."""
+        pool = self.scripts if method_name in ("before_component", "after_component") else self.alwayson_scripts
+        return [s for s in pool if getattr(type(s), method_name, None) is not getattr(Script, method_name, None)]
+
+    def _call(self, method_name: str, p, *pre, **kwargs) -> None:
+        for script in self.ordered_scripts(method_name):
+            try:
+                script_args = p.script_args[script.args_from:script.args_to]
+                getattr(script, method_name)(p, *pre, *script_args, **kwargs)
+            except Exception:
+                errors.report(f"Error running {method_name}: {script.filename}", exc_info=True)
+
+    def run(self, p, *args):
+        script_index = args[0] if args else 0
+        if script_index == 0 or script_index is None:
+            return None
+        script = self.selectable_scripts[script_index - 1]
+        return script.run(p, *args[script.args_from:script.args_to])
+
+    def setup_scrips(self, p, *, is_ui: bool = True) -> None:
+        for script in self.ordered_scripts("setup"):
+            if not is_ui and script.setup_for_ui_only:
+                continue
+            try:
+                script.setup(p, *p.script_args[script.args_from:script.args_to])
+            except Exception:
+                errors.report(f"Error running setup: {script.filename}", exc_info=True)
+
+    setup_scripts = setup_scrips
+
+    def before_process(self, p) -> None:
+        self._call("before_process", p)
+
+    def process(self, p) -> None:
+        self._call("process", p)
+
+    def before_process_batch(self, p, **kwargs) -> None:
+        self._call("before_process_batch", p, **kwargs)
+
+    def after_extra_networks_activate(self, p, **kwargs) -> None:
+        self._call("after_extra_networks_activate", p, **kwargs)
+
+    def process_batch(self, p, **kwargs) -> None:
+        self._call("process_batch", p, **kwargs)
+
+    def process_before_every_sampling(self, p, **kwargs) -> None:
+        self._call("process_before_every_sampling", p, **kwargs)
+
+    def before_hr(self, p) -> None:
+        self._call("before_hr", p)
+
+    def post_sample(self, p, ps: PostSampleArgs) -> None:
+        self._call("post_sample", p, ps)
+
+    def postprocess_batch(self, p, images, **kwargs) -> None:
+        self._call("postprocess_batch", p, images=images, **kwargs)
+
+    def postprocess_batch_list(self, p, pp: PostprocessBatchListArgs, **kwargs) -> None:
+        self._call("postprocess_batch_list", p, pp, **kwargs)
+
+    def postprocess_image(self, p, pp: PostprocessImageArgs) -> None:
+        self._call("postprocess_image", p, pp)
+
+    def postprocess(self, p, processed) -> None:
+        self._call("postprocess", p, processed)
+
+    def on_mask_blend(self, p, mba: MaskBlendArgs) -> None:
+        self._call("on_mask_blend", p, mba)
+
+    def script(self, title: str):
+        return self.title_map.get(title.lower())
+
+
+scripts_txt2img = ScriptRunner()
+scripts_img2img = ScriptRunner()
+scripts_current = None
+
+
+def reset() -> None:
+    """Stand-in only: no scripts, no extension dirs."""
+    global scripts_txt2img, scripts_img2img, scripts_current, current_basedir
+    scripts_data.clear()
+    extension_dirs.clear()
+    scripts_txt2img = ScriptRunner()
+    scripts_img2img = ScriptRunner()
+    scripts_current = None
+    current_basedir = paths.script_path
