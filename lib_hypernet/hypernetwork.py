@@ -249,6 +249,12 @@ def _read_fields(raw: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
     return fields
 
 
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """Exact, and fast for the common case: a float32 sum is finite unless some element is not
+    (or the sum overflows, which the full element-wise check then settles)."""
+    return math.isfinite(float(tensor.sum())) or bool(torch.isfinite(tensor).all())
+
+
 def _plain_number(x: Any) -> int | float:
     """Numpy scalars and the like become Python ints/floats (ints stay ints, as A1111 writes them)."""
     return int(x) if isinstance(x, numbers.Integral) else float(x)
@@ -290,7 +296,7 @@ def _build_module(
             raise HypernetFormatError(f"{where}: {key!r} is a {type(tensor).__name__}, not a tensor", path)
         if not tensor.is_floating_point():
             raise HypernetFormatError(f"{where}: {key!r} has dtype {tensor.dtype}, expected floating point", path)
-        if not bool(torch.isfinite(tensor).all()):
+        if not _all_finite(tensor):
             raise HypernetFormatError(
                 f"{where}: {key!r} contains NaN or infinite values; the file is broken (a diverged training run?)",
                 path,
@@ -418,14 +424,20 @@ def _new_pair(
     modules = []
     for _ in "kv":
         try:
-            module = HypernetworkModule(width, layer_structure, activation_func, is_layer_norm, activate_output, dropout)
+            with torch.device("meta"):  # no default initialisation: A1111's own follows
+                module = HypernetworkModule(width, layer_structure, activation_func, is_layer_norm, activate_output, dropout)
         except KeyError as exc:
             raise ActivationError(f"unknown activation function {activation_func!r}") from exc
         except (TypeError, UnusableActivationError) as exc:
             raise ActivationError(f"cannot use activation function {activation_func!r}: {exc}") from exc
         except ValueError as exc:
             raise HypernetFormatError(str(exc)) from exc
+        module.to_empty(device="cpu")
+        for layer in module.linear:
+            if type(layer) not in (torch.nn.Linear, torch.nn.LayerNorm) and hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()  # e.g. PReLU's weight (0.25)
         _initialise(module, weight_initialization, activation_func)
+        module.requires_grad_(False)
         modules.append(module)
     return modules[0], modules[1]
 

@@ -83,6 +83,8 @@ class HypernetHandle:
         self.cache_cross_attention = True
         #: Statistics: (hits, misses) of the cross-attention cache since activate().
         self.cache_stats = [0, 0]
+        #: Calls of the model this handle is installed on since activate() (while something is active).
+        self.calls = 0
 
     # ------------------------------------------------------------------ public API
     @property
@@ -114,6 +116,7 @@ class HypernetHandle:
         self._last = {}
         self._step = self._total_steps = None
         self.cache_stats = [0, 0]
+        self.calls = 0
         if any(not e.strength.is_zero for e in entries):
             self._hook()
 
@@ -199,6 +202,7 @@ class HypernetHandle:
 
     def _on_model_call(self, module: torch.nn.Module, args: Any) -> None:
         self._last = {}
+        self.calls += 1
 
     def _make_projection_hook(self, site: AttentionSite, branch: int) -> Any:
         def hook(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:

@@ -44,7 +44,25 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     | {("torch", name) for name in _STORAGE_TYPES}
 )
 
-# A1111 1.10.1's restricted loader accepts only these zip entry names (modules/safe.py).
+# What A1111 1.10.1's restricted loader (modules/safe.py) allows, for telling users whether A1111 loads a file.
+A1111_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("collections", "OrderedDict"),
+        ("torch._utils", "_rebuild_tensor_v2"),
+        ("torch._utils", "_rebuild_parameter"),
+        ("torch._utils", "_rebuild_device_tensor_from_numpy"),
+        ("torch", "float32"),
+        ("torch.nn.modules.container", "ParameterDict"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("_codecs", "encode"),
+        ("__builtin__", "set"),
+    }
+    | {("torch", f"{kind}Storage") for kind in ("Float", "Half", "Int", "Long", "Double", "Byte", "BFloat16")}
+)
+# A1111 1.10.1's restricted loader accepts only these zip entry names.
 A1111_ZIP_NAME_RE = re.compile(r"^([^/]+)/((data/\d+)|version|byteorder|.data/serialization_id|(data\.pkl))$")
 _DATA_PKL_RE = re.compile(r"^([^/]+)/data\.pkl$")
 
@@ -72,12 +90,13 @@ class _Inert:
 
 
 class _CheckingUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedIOBase, path: str) -> None:
+    def __init__(self, file: io.BufferedIOBase, path: str, allowed: frozenset[tuple[str, str]] = ALLOWED_GLOBALS) -> None:
         super().__init__(file)
         self._path = path
+        self._allowed = allowed
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in ALLOWED_GLOBALS:
+        if (module, name) in self._allowed:
             return _Inert
         raise UnsafeFileError(
             f"refused to load: the file references the Python global '{module}.{name}', which a hypernetwork "
@@ -130,8 +149,8 @@ def check_torch_file(path: str | os.PathLike[str]) -> str:
     return "legacy"
 
 
-def _check_pickles(file: Any, path: str, count: int) -> None:
-    unpickler = _CheckingUnpickler(file, path)
+def _check_pickles(file: Any, path: str, count: int, allowed: frozenset[tuple[str, str]] = ALLOWED_GLOBALS) -> None:
+    unpickler = _CheckingUnpickler(file, path, allowed)
     for _ in range(count):
         try:
             unpickler.load()
@@ -145,8 +164,34 @@ def _check_pickles(file: Any, path: str, count: int) -> None:
 
 
 def a1111_zip_entries_rejected(path: str | os.PathLike[str]) -> list[str]:
-    """Zip entries that make A1111 1.10.1's safe loader refuse this file (empty for legacy files)."""
-    if not is_zip_file(path):
-        return []
-    with zipfile.ZipFile(path) as archive:
-        return [n for n in archive.namelist() if not A1111_ZIP_NAME_RE.match(n)]
+    """Why A1111 1.10.1's restricted loader would refuse this file (empty when it loads it).
+
+    Lists zip entries outside A1111's allowed names (the ``.format_version`` and
+    ``.storage_alignment`` that torch >= 2.x writes) and pickle globals outside A1111's
+    allow-list (as ``"global module.name"``).  Never raises.
+    """
+    path = os.fspath(path)
+    try:
+        if is_zip_file(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                rejected = [n for n in names if not A1111_ZIP_NAME_RE.match(n)]
+                pickles = [n for n in names if _DATA_PKL_RE.match(n)]
+                if len(pickles) != 1:
+                    return [*rejected, f"{len(pickles)} data.pkl entries"]
+                data = io.BytesIO(archive.read(pickles[0]))
+            return rejected + _a1111_global_rejections(data, path, 1)
+        with open(path, "rb") as f:
+            return _a1111_global_rejections(f, path, 5)
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        return [f"unreadable ({exc})"]
+
+
+def _a1111_global_rejections(file: Any, path: str, count: int) -> list[str]:
+    try:
+        _check_pickles(file, path, count, A1111_GLOBALS)
+    except UnsafeFileError as exc:
+        return [f"global {exc.global_name}"]
+    except HypernetFormatError as exc:
+        return [exc.reason]
+    return []
