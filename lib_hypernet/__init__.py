@@ -18,14 +18,24 @@ import logging
 from .activations import ACTIVATIONS, creatable_activations
 from .apply import apply_hypernetworks
 from .engine import EntryReport, HypernetHandle, install
-from .errors import ActivationError, HypernetError, HypernetFileError, HypernetFormatError, UnsafeFileError
+from .errors import (
+    ActivationError,
+    HypernetError,
+    HypernetFileError,
+    HypernetFormatError,
+    HypernetNotFoundError,
+    UnsafeFileError,
+)
 from .formats import SUFFIXES, format_of
 from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
 from .hashing import HashCache, legacy_model_hash, sha256, shorthash
 from .hypernetwork import METADATA_FIELDS, WEIGHT_INITIALIZATIONS, Hypernetwork, create, from_state_dict, load
+from .library import HypernetFile, HypernetLibrary
 from .module import HypernetworkModule, parse_dropout_structure
 from .optim import OptimizerState, load_optimizer_state, optim_path, save_optimizer_state
+from .service import HypernetService
 from .strength import Strength, as_strength
+from .tags import HypernetRequest, TagError, format_tag, parse_items
 
 __version__ = "0.1.0"
 
@@ -40,13 +50,19 @@ __all__ = [
     "EntryReport",
     "HashCache",
     "HypernetError",
+    "HypernetFile",
     "HypernetFileError",
     "HypernetFormatError",
     "HypernetHandle",
+    "HypernetLibrary",
+    "HypernetNotFoundError",
+    "HypernetRequest",
+    "HypernetService",
     "Hypernetwork",
     "HypernetworkModule",
     "OptimizerState",
     "Strength",
+    "TagError",
     "UnsafeFileError",
     "__version__",
     "a1111_zip_entries_rejected",
@@ -56,6 +72,7 @@ __all__ = [
     "creatable_activations",
     "create",
     "format_of",
+    "format_tag",
     "from_state_dict",
     "install",
     "legacy_model_hash",
@@ -63,6 +80,7 @@ __all__ = [
     "load_optimizer_state",
     "optim_path",
     "parse_dropout_structure",
+    "parse_items",
     "save_optimizer_state",
     "sha256",
     "shorthash",

@@ -1,0 +1,359 @@
+"""A folder of hypernetwork files: discovery, unique names, a memory cache, hashes and summaries.
+
+Names are file stems.  When two files share a stem, each gets its relative path
+(without suffix, or with it when only the suffix differs) as its name and the
+clash is reported in :attr:`HypernetLibrary.duplicates` — nothing is silently
+shadowed.  Loaded hypernetworks are cached by absolute path and validated by size
+and ``mtime_ns``, so a changed file is reloaded and two files never share an entry
+(A1111 caches by the name stored *inside* the file).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import HypernetError, HypernetNotFoundError, UnsafeFileError
+from .formats import SUFFIXES, format_of
+from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
+from .hashing import HashCache
+from .hypernetwork import Hypernetwork, load
+from .module import layer_widths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HypernetFile:
+    """One hypernetwork file found in the library folder."""
+
+    name: str
+    path: str
+    relpath: str
+    format: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def stem(self) -> str:
+        return os.path.splitext(os.path.basename(self.path))[0]
+
+
+class HypernetLibrary:
+    """Hypernetworks under one folder (recursively), loaded on demand and cached in memory."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None,
+        *,
+        hash_cache: HashCache | None = None,
+        memory_limit: int = 3,
+        include_hidden: bool = False,
+    ) -> None:
+        self.root = os.path.abspath(os.fspath(root)) if root else None
+        self.hash_cache = hash_cache or HashCache()
+        self.memory_limit = memory_limit
+        self.include_hidden = include_hidden
+        self.files: dict[str, HypernetFile] = {}
+        self.duplicates: dict[str, list[str]] = {}
+        self._aliases: dict[str, HypernetFile] = {}
+        self._loaded: OrderedDict[str, tuple[tuple[int, int], Hypernetwork]] = OrderedDict()
+        self._summaries: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+        self._lock = threading.RLock()
+        self.refreshed = False
+
+    # ------------------------------------------------------------------ discovery
+    def refresh(self) -> list[HypernetFile]:
+        """Rescan the folder; returns the files sorted by name (case-insensitive)."""
+        found = list(self._scan())
+        by_stem: dict[str, list[HypernetFile]] = {}
+        for f in found:
+            by_stem.setdefault(f.stem, []).append(f)
+        files: dict[str, HypernetFile] = {}
+        duplicates: dict[str, list[str]] = {}
+        for stem, group in by_stem.items():
+            if len(group) > 1:
+                duplicates[stem] = sorted(f.relpath for f in group)
+            for f, name in _name_group(stem, group):
+                files[name] = _renamed(f, name)
+        aliases: dict[str, HypernetFile] = {}
+        for f in files.values():
+            aliases.setdefault(f.relpath, f)
+            if f.name == f.stem or f.name == os.path.splitext(f.relpath)[0]:
+                aliases.setdefault(os.path.splitext(f.relpath)[0], f)
+        with self._lock:
+            self.files = dict(sorted(files.items(), key=lambda kv: kv[0].casefold()))
+            self.duplicates = duplicates
+            self._aliases = aliases
+            self.refreshed = True
+            current = {f.path for f in files.values()}
+            for path in [p for p in self._loaded if p not in current]:
+                del self._loaded[path]
+        for stem, paths in duplicates.items():
+            log.warning("hypernetworks: %d files are named %r (%s); use their folder names in tags, e.g. <hypernet:%s>",
+                        len(paths), stem, ", ".join(paths), os.path.splitext(paths[0])[0])
+        return list(self.files.values())
+
+    def _scan(self) -> Any:
+        if not self.root or not os.path.isdir(self.root):
+            return
+        seen: set[str] = set()
+        for folder, dirs, names in os.walk(self.root, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen:
+                dirs[:] = []
+                continue
+            seen.add(real)
+            dirs[:] = sorted(d for d in dirs if self.include_hidden or not d.startswith("."))
+            for filename in sorted(names):
+                stem, suffix = os.path.splitext(filename)
+                if suffix.lower() not in SUFFIXES or stem == "None" or filename.startswith("."):
+                    continue
+                path = os.path.join(folder, filename)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                relpath = os.path.relpath(path, self.root).replace(os.sep, "/")
+                yield HypernetFile(stem, path, relpath, format_of(path), st.st_size, st.st_mtime_ns)
+
+    def names(self) -> list[str]:
+        if not self.refreshed:
+            self.refresh()
+        return list(self.files)
+
+    def find(self, name: str, *, refresh_on_miss: bool = True) -> HypernetFile:
+        """The file a tag name refers to (exact name, relative path, or a unique case-insensitive match).
+
+        An unknown name triggers one rescan of the folder (a file added since the last
+        refresh is found without a manual refresh).
+        """
+        if not self.refreshed:
+            self.refresh()
+            refresh_on_miss = False
+        try:
+            found = self._find(name)
+        except HypernetNotFoundError:
+            if not refresh_on_miss:
+                raise
+        else:
+            if not refresh_on_miss or os.path.exists(found.path):
+                return found
+            # the file was deleted or moved since the last scan (e.g. a .pt removed after its conversion)
+        self.refresh()
+        return self._find(name)
+
+    def _find(self, name: str) -> HypernetFile:
+        with self._lock:
+            found = self.files.get(name) or self._aliases.get(name) or self._aliases.get(name.replace("\\", "/"))
+            if found is not None:
+                return found
+            if name in self.duplicates:
+                choices = [n for n, f in self.files.items() if f.stem == name]
+                raise HypernetNotFoundError(
+                    f"hypernetwork name {name!r} is ambiguous: {len(choices)} files have it; "
+                    f"use one of {', '.join(choices)}",
+                    name=name,
+                    candidates=choices,
+                )
+            folded = [f for n, f in self.files.items() if n.casefold() == name.casefold()]
+            if len(folded) == 1:
+                return folded[0]
+            close = difflib.get_close_matches(name, list(self.files), n=3, cutoff=0.6)
+            where = self.root or "(no hypernetwork folder)"
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise HypernetNotFoundError(
+                f"hypernetwork {name!r} not found in {where}{hint}", name=name, candidates=close
+            )
+
+    # ------------------------------------------------------------------ loading
+    def get(self, name_or_file: str | HypernetFile) -> Hypernetwork:
+        """The loaded hypernetwork (from memory when the file is unchanged, else from disk)."""
+        file = self.find(name_or_file) if isinstance(name_or_file, str) else name_or_file
+        try:
+            st = os.stat(file.path)
+        except OSError as exc:
+            raise HypernetNotFoundError(
+                f"hypernetwork file {file.path} disappeared; refresh the list", name=file.name
+            ) from exc
+        stamp = (st.st_size, st.st_mtime_ns)
+        with self._lock:
+            cached = self._loaded.get(file.path)
+            if cached is not None and cached[0] == stamp:
+                self._loaded.move_to_end(file.path)
+                return cached[1]
+        hn = load(file.path)
+        with self._lock:
+            self._loaded[file.path] = (stamp, hn)
+            self._loaded.move_to_end(file.path)
+            self._trim()
+        return hn
+
+    def _trim(self) -> None:
+        limit = max(int(self.memory_limit), 0)
+        while len(self._loaded) > limit:
+            self._loaded.popitem(last=False)
+
+    def set_memory_limit(self, limit: int) -> None:
+        with self._lock:
+            self.memory_limit = limit
+            self._trim()
+
+    def loaded_paths(self) -> list[str]:
+        with self._lock:
+            return list(self._loaded)
+
+    # ------------------------------------------------------------------ hashes
+    def sha256(self, file: HypernetFile, progress: Callable[[int], None] | None = None) -> str:
+        return self.hash_cache.sha256(file.path, progress)
+
+    def shorthash(self, file: HypernetFile) -> str:
+        return self.sha256(file)[:10]
+
+    def cached_shorthash(self, file: HypernetFile) -> str | None:
+        value = self.hash_cache.get(file.path)
+        return value[:10] if value else None
+
+    def find_by_hash(self, prefix: str) -> list[HypernetFile]:
+        """Files whose sha256 (or, for converted ``.safetensors``, whose source ``.pt``'s) starts with ``prefix``.
+
+        Hashes every file not hashed yet (once; the cache keeps them).
+        """
+        prefix = prefix.strip().lower()
+        if len(prefix) < 8:
+            return []
+        if not self.refreshed:
+            self.refresh()
+        found = []
+        for file in self.files.values():
+            try:
+                if self.sha256(file).startswith(prefix):
+                    found.append(file)
+                    continue
+            except HypernetError as exc:
+                log.warning("hypernetworks: cannot hash %s: %s", file.path, exc.reason)
+                continue
+            if file.format == "safetensors":
+                source = self.summary(file).get("source_sha256")
+                if isinstance(source, str) and source.startswith(prefix):
+                    found.append(file)
+        return found
+
+    # ------------------------------------------------------------------ summaries
+    def summary(self, file: HypernetFile, *, with_hash: bool = True) -> dict[str, Any]:
+        """What the API and UI show about a file (never raises; problems go into ``error``)."""
+        stamp = (file.size, file.mtime_ns)
+        with self._lock:
+            cached = self._summaries.get(file.path)
+        if cached is not None and cached[0] == stamp:
+            info = dict(cached[1])
+            info.update(name=file.name, relpath=file.relpath)  # names change when other files appear
+        else:
+            info = self._summarize(file)
+            with self._lock:
+                self._summaries[file.path] = (stamp, dict(info))
+        if with_hash:
+            try:
+                digest = self.sha256(file)
+                info["sha256"], info["shorthash"] = digest, digest[:10]
+            except HypernetError as exc:
+                info.setdefault("error", exc.reason)
+        return info
+
+    def _summarize(self, file: HypernetFile) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "name": file.name,
+            "path": file.path,
+            "relpath": file.relpath,
+            "format": file.format,
+            "size": file.size,
+            "safe": True,
+            "a1111_loadable": file.format == "pt",
+        }
+        try:
+            if file.format == "pt":
+                check_torch_file(file.path)
+                info["a1111_loadable"] = not a1111_zip_entries_rejected(file.path)
+            hn = self._loaded_or_load(file)
+        except HypernetError as exc:
+            info["safe"] = not _is_unsafe(exc)
+            info["a1111_loadable"] = False
+            info["error"] = exc.reason
+            return info
+        info.update(describe(hn))
+        return info
+
+    def _loaded_or_load(self, file: HypernetFile) -> Hypernetwork:
+        with self._lock:
+            cached = self._loaded.get(file.path)
+        if cached is not None and cached[0] == (file.size, file.mtime_ns):
+            return cached[1]
+        return load(file.path)
+
+
+def describe(hn: Hypernetwork) -> dict[str, Any]:
+    """Plain-data description of a loaded hypernetwork (JSON-friendly)."""
+    return {
+        "internal_name": hn.name,
+        "widths": hn.widths,
+        "layer_structure": hn.layer_structure,
+        "module_widths": {w: layer_widths(w, hn.layer_structure) for w in hn.widths},
+        "activation_func": hn.activation_func,
+        "is_layer_norm": hn.is_layer_norm,
+        "activate_output": hn.activate_output,
+        "use_dropout": hn.use_dropout,
+        "dropout_structure": hn.dropout_structure,
+        "weight_initialization": hn.weight_initialization,
+        "step": hn.step,
+        "sd_checkpoint": hn.sd_checkpoint,
+        "sd_checkpoint_name": hn.sd_checkpoint_name,
+        "optional_info": hn.optional_info,
+        "param_count": hn.param_count,
+        "source_sha256": hn.source_sha256,
+    }
+
+
+def _name_group(stem: str, group: list[HypernetFile]) -> list[tuple[HypernetFile, str]]:
+    """Unique names for files sharing a stem.
+
+    A ``.pt`` beside a ``.safetensors`` of the same name (a converted copy) leaves the
+    plain name to the ``.safetensors`` and is itself named with its suffix.  Other
+    clashes are named by their relative path (without suffix where that is unique).
+    """
+    if len(group) == 1:
+        return [(group[0], stem)]
+    by_bare: dict[str, list[HypernetFile]] = {}
+    for f in group:
+        by_bare.setdefault(os.path.splitext(f.relpath)[0], []).append(f)
+    primaries: list[HypernetFile] = []
+    named: list[tuple[HypernetFile, str]] = []
+    for files in by_bare.values():
+        formats = sorted(f.format for f in files)
+        if formats == ["pt", "safetensors"]:
+            primaries += [f for f in files if f.format == "safetensors"]
+            named += [(f, f.relpath) for f in files if f.format == "pt"]
+        elif len(files) == 1:
+            primaries.append(files[0])
+        else:
+            named += [(f, f.relpath) for f in files]
+    if len(primaries) == 1 and not named:
+        return [(primaries[0], stem)]
+    if len(primaries) == 1 and all(n != stem for _, n in named):
+        named.append((primaries[0], stem))
+    else:
+        named += [(f, os.path.splitext(f.relpath)[0]) for f in primaries]
+    return named
+
+
+def _renamed(file: HypernetFile, name: str) -> HypernetFile:
+    return HypernetFile(name, file.path, file.relpath, file.format, file.size, file.mtime_ns)
+
+
+def _is_unsafe(exc: HypernetError) -> bool:
+    return isinstance(exc, UnsafeFileError)

@@ -1,0 +1,238 @@
+"""Everything a host UI (the webui glue in ``scripts/``) needs, as plain Python: tags → stack,
+user-facing messages, infotext hashes and paste-back, and the data behind the HTTP API.
+
+Nothing here knows the webui; the glue passes in prompts, tag items, settings and
+the model's facts, and shows what comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import infotext
+from .engine.report import EntryReport
+from .errors import HypernetError, HypernetNotFoundError
+from .hashing import legacy_hash_is_meaningful, legacy_model_hash
+from .hypernetwork import Hypernetwork, load
+from .library import HypernetFile, HypernetLibrary
+from .strength import Strength
+from .tags import HypernetRequest, TagError, format_tag, parse_items
+
+log = logging.getLogger(__name__)
+
+# Cross-attention (text context) width → the model family that has it.
+CONTEXT_WIDTHS = {768: "SD1", 1024: "SD2", 2048: "SDXL"}
+
+
+@dataclass
+class Prepared:
+    """The outcome of turning a prompt's tags into a stack."""
+
+    stack: list[tuple[Hypernetwork, Strength]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # one per stack entry
+    files: list[HypernetFile] = field(default_factory=list)  # one per stack entry
+    messages: list[str] = field(default_factory=list)
+    hashes: list[tuple[str, str]] = field(default_factory=list)  # (name, shorthash) for the infotext
+
+
+def family_of_widths(widths: Sequence[int]) -> str | None:
+    """'SD1'/'SD2'/'SDXL' from a hypernetwork's text-context width, if it has exactly one."""
+    families = {CONTEXT_WIDTHS[w] for w in widths if w in CONTEXT_WIDTHS}
+    return families.pop() if len(families) == 1 else None
+
+
+class HypernetService:
+    """Stateless glue logic over a :class:`HypernetLibrary` (which holds the caches)."""
+
+    def __init__(self, library: HypernetLibrary) -> None:
+        self.library = library
+
+    # ------------------------------------------------------------------ generation
+    def prepare(
+        self,
+        tags: Sequence[Sequence[Any]],
+        *,
+        default_multiplier: float = 1.0,
+        with_hashes: bool = True,
+    ) -> Prepared:
+        """Parse, find and load each tag (``tags`` = the items of each ``<hypernet:…>``, in prompt order).
+
+        A bad tag, a missing name or a file that fails to load becomes a message and is
+        skipped; everything else is applied.  Never raises for user input.
+        """
+        result = Prepared()
+        for items in tags:
+            try:
+                request = parse_items(items, default_multiplier)
+            except TagError as exc:
+                result.messages.append(f"Hypernet tag skipped: {exc}")
+                continue
+            self._add(request, result, with_hashes)
+        return result
+
+    def _add(self, request: HypernetRequest, result: Prepared, with_hashes: bool) -> None:
+        try:
+            file = self.library.find(request.name)
+        except HypernetNotFoundError as exc:
+            result.messages.append(f"Hypernet not found: {exc}")
+            return
+        try:
+            hn = self.library.get(file)
+        except HypernetError as exc:
+            result.messages.append(f"Hypernet {request.name} failed to load: {exc}")
+            return
+        result.stack.append((hn, request.strength))
+        result.names.append(request.name)
+        result.files.append(file)
+        if with_hashes:
+            try:
+                result.hashes.append((request.name, self.library.shorthash(file)))
+            except HypernetError as exc:
+                result.messages.append(f"Hypernet {request.name}: cannot hash for the infotext: {exc}")
+
+    def base_model_messages(
+        self, prepared: Prepared, checkpoint_hash: str | None, checkpoint_name: str | None
+    ) -> list[str]:
+        """A note per hypernetwork whose recorded training checkpoint differs from the loaded one."""
+        messages = []
+        if not checkpoint_hash:
+            return messages
+        for name, (hn, _) in zip(prepared.names, prepared.stack):
+            trained = (hn.sd_checkpoint or "").strip().lower()
+            if not trained or checkpoint_hash.lower().startswith(trained) or trained.startswith(checkpoint_hash.lower()):
+                continue
+            label = f"{hn.sd_checkpoint_name} [{hn.sd_checkpoint}]" if hn.sd_checkpoint_name else f"[{hn.sd_checkpoint}]"
+            messages.append(
+                f"Hypernet {name} was trained on {label}; the current model is {checkpoint_name or '?'} [{checkpoint_hash}]"
+            )
+        return messages
+
+    @staticmethod
+    def report_messages(prepared: Prepared, reports: Sequence[EntryReport], model_family: str | None) -> list[str]:
+        """Notes for hypernetworks that changed no attention layer, or self-attention only."""
+        messages = []
+        for report in reports:
+            if report.index >= len(prepared.stack):
+                continue
+            hn, strength = prepared.stack[report.index]
+            name = prepared.names[report.index]
+            if strength.is_zero:
+                continue
+            family = family_of_widths(hn.widths)
+            made_for = f" (an {family} hypernetwork)" if family else ""
+            on_model = f" on this {model_family} model" if model_family else ""
+            widths = "/".join(str(w) for w in hn.widths)
+            if report.matched_nothing:
+                messages.append(
+                    f"Hypernet {name} matched no attention layer{on_model}: it has modules for widths {widths}{made_for}"
+                )
+            elif report.self_attention_only and strength.cross_attn != 0:
+                messages.append(
+                    f"Hypernet {name} changed self-attention only{on_model}: its widths {widths}{made_for} "
+                    "include no width of this model's text context"
+                )
+        return messages
+
+    # ------------------------------------------------------------------ infotext
+    def restore_pasted(self, params: dict[str, Any]) -> dict[str, str]:
+        """Fix tags in pasted parameters: legacy keys become one tag; renamed files are found by hash.
+
+        Mutates ``params`` (``Prompt`` and the hires/negative prompts) and returns the renames.
+        """
+        recorded = infotext.parse_hashes(params.get(infotext.KEY, "") or "")
+        legacy_name = params.get(infotext.LEGACY_NAME_KEY)
+        prompt = str(params.get("Prompt", "") or "")
+        if legacy_name:
+            legacy_name = str(legacy_name).strip()
+            if f"<hypernet:{legacy_name}:" not in prompt and f"<hypernet:{legacy_name}>" not in prompt:
+                strength = params.get(infotext.LEGACY_STRENGTH_KEY) or "1.0"
+                prompt = f"{prompt} <hypernet:{legacy_name}:{strength}>".strip()
+            prompt = infotext.dedupe_legacy_tag(prompt, legacy_name)
+            params["Prompt"] = prompt
+            legacy_hash = params.get(infotext.LEGACY_HASH_KEY)
+            if legacy_hash and legacy_name not in recorded:
+                recorded[legacy_name] = str(legacy_hash).strip().lower()
+        if not recorded:
+            return {}
+        renames: dict[str, str] = {}
+        for key in ("Prompt", "Negative prompt", "Hires prompt", "Hires negative prompt"):
+            text = params.get(key)
+            if not isinstance(text, str) or "<hypernet:" not in text:
+                continue
+            found = infotext.resolve_renames(text, recorded, self._exists, self._hash_of, self._find_by_hash)
+            if found:
+                params[key] = infotext.restore_prompt(text, found)
+                renames.update(found)
+        for old, new in renames.items():
+            log.info("hypernetworks: pasted tag %s now points to %s (same hash %s)", old, new, recorded.get(old))
+        return renames
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.library.find(name)
+        except HypernetNotFoundError:
+            return False
+        return True
+
+    def _hash_of(self, name: str) -> str | None:
+        try:
+            return self.library.sha256(self.library.find(name))
+        except HypernetError:
+            return None
+
+    def _find_by_hash(self, wanted: str) -> str | None:
+        found = self.library.find_by_hash(wanted)
+        if not found and len(wanted) == 8:  # 2022 infotext: A1111's legacy model hash
+            found = [
+                f for f in self.library.files.values()
+                if legacy_hash_is_meaningful(f.path) and legacy_model_hash(f.path) == wanted
+            ]
+        return found[0].name if len(found) >= 1 else None
+
+    # ------------------------------------------------------------------ API
+    def list(self, *, refresh: bool = False) -> list[dict[str, Any]]:
+        if refresh or not self.library.refreshed:
+            self.library.refresh()
+        return [self.library.summary(f) for f in self.library.files.values()]
+
+    def info(self, name: str) -> dict[str, Any]:
+        """Summary of one hypernetwork (raises :class:`HypernetNotFoundError`)."""
+        file = self.library.find(name)
+        summary = self.library.summary(file)
+        summary["tag"] = format_tag(file.name, 1.0)
+        return summary
+
+    def convert(self, name: str, *, overwrite: bool = False) -> dict[str, Any]:
+        """Write ``<stem>.safetensors`` beside a ``.pt``; outputs are checked bit-identical before returning."""
+        file = self.library.find(name)
+        if file.format != "pt":
+            raise HypernetError(f"{file.name} is already a .safetensors file", file.path)
+        target = os.path.splitext(file.path)[0] + ".safetensors"
+        if os.path.exists(target) and not overwrite:
+            raise HypernetError("the .safetensors file already exists; pass overwrite to replace it", target)
+        hn = load(file.path)
+        hn.save(target, source_sha256=self.library.sha256(file))
+        check = load(target)
+        if not _same_weights(hn, check):
+            os.remove(target)
+            raise HypernetError("conversion check failed: the written file differs; nothing was kept", target)
+        self.library.refresh()
+        converted = next(f for f in self.library.files.values() if f.path == os.path.abspath(target))
+        return self.library.summary(converted)
+
+
+def _same_weights(a: Hypernetwork, b: Hypernetwork) -> bool:
+    import torch
+
+    if a.widths != b.widths or a.metadata() != b.metadata():
+        return False
+    for width in a.widths:
+        for module_a, module_b in zip(a.layers[width], b.layers[width]):
+            sa, sb = module_a.state_dict(), module_b.state_dict()
+            if sa.keys() != sb.keys() or not all(torch.equal(sa[k], sb[k]) for k in sa):
+                return False
+    return True

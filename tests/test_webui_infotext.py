@@ -1,0 +1,186 @@
+"""The webui extension inside the A1111 stand-in: infotext (written and pasted back), hires fix, the
+"Add hypernetwork to prompt" setting and the extension's own settings."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import webui_util as wu
+from modules import errors, infotext_utils, shared
+
+OPTION_KEYS = (
+    "hypernet_default_strength",
+    "hypernet_memory_limit",
+    "hypernet_infotext_hashes",
+    "hypernet_warnings",
+    "hypernet_precision",
+)
+
+
+@pytest.fixture
+def app(tmp_path):
+    with wu.running(tmp_path, (("x", {"seed": 1}), ("y", {"seed": 2}))) as app:
+        yield app
+
+
+def _params(res) -> dict:
+    return infotext_utils.parse_generation_parameters(res.infotexts[0])
+
+
+def _pass(res, name: str) -> list[torch.Tensor]:
+    return [call["out"] for call in res.unet_calls if call["pass"] == name]
+
+
+def _equal(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) > 0 and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+# ---------------------------------------------------------------------------- writing and pasting
+def test_infotext_hashes(app):
+    x_path = os.path.join(wu.hn_dir(), "x.pt")
+    res = wu.gen("<hypernet:x:0.8>a cat")
+    text = res.infotexts[0]
+    assert text.startswith("<hypernet:x:0.8>a cat\n")
+    assert f'Hypernet hashes: "x: {wu.lib_hypernet.shorthash(x_path)}"' in text
+    assert len(wu.lib_hypernet.shorthash(x_path)) == 10
+    assert "Hypernet hashes" not in wu.gen().infotexts[0]
+    # not found / skipped tags are not listed
+    assert _params(wu.gen("<hypernet:nope><hypernet:x:0.8>a cat"))["Hypernet hashes"] == f"x: {wu.lib_hypernet.shorthash(x_path)}"
+
+    shared.opts.set("hypernet_infotext_hashes", False)
+    res = wu.gen("<hypernet:x:0.8>a cat")
+    assert "Hypernet hashes" not in res.infotexts[0]
+    assert "<hypernet:x:0.8>" in res.infotexts[0]
+
+
+def test_paste_back_resolves_a_renamed_file_by_hash(app):
+    text = wu.gen("<hypernet:x:0.8><hypernet:y:0.5>a cat").infotexts[0]
+    assert wu.webui.paste_infotext(text)["Prompt"] == "<hypernet:x:0.8><hypernet:y:0.5>a cat"  # nothing renamed
+
+    os.rename(os.path.join(wu.hn_dir(), "x.pt"), os.path.join(wu.hn_dir(), "renamed.pt"))
+    params = wu.webui.paste_infotext(text)
+    assert params["Prompt"] == "<hypernet:renamed:0.8><hypernet:y:0.5>a cat"
+    # the pasted prompt generates what the original did
+    assert wu.same(wu.gen(params["Prompt"]), wu.gen("<hypernet:renamed:0.8><hypernet:y:0.5>a cat"))
+
+    # a file with the name but other content, and the recorded content under another name: the hash wins
+    wu.write_hn("x", seed=9)
+    assert wu.webui.paste_infotext(text)["Prompt"] == "<hypernet:renamed:0.8><hypernet:y:0.5>a cat"
+    # no file has the hash: the tag is kept as written
+    os.remove(os.path.join(wu.hn_dir(), "renamed.pt"))
+    assert wu.webui.paste_infotext(text)["Prompt"] == "<hypernet:x:0.8><hypernet:y:0.5>a cat"
+    assert errors.records == []
+
+
+def test_paste_legacy_infotext(app):
+    legacy = "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Hypernet: x, Hypernet strength: 0.7"
+    params = wu.webui.paste_infotext(legacy)
+    assert params["Prompt"].count("<hypernet:") == 1
+    assert "<hypernet:x:0.7>" in params["Prompt"]
+    # the tag A1111 appends makes a working prompt
+    assert wu.comments(wu.gen(params["Prompt"])) == []
+
+    # Hypernet hash (2023 infotext: the 10-hex short hash) of a file renamed since
+    x_hash = wu.lib_hypernet.shorthash(os.path.join(wu.hn_dir(), "x.pt"))
+    os.rename(os.path.join(wu.hn_dir(), "x.pt"), os.path.join(wu.hn_dir(), "new name.pt"))
+    legacy = (
+        "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, "
+        f"Hypernet: x, Hypernet hash: {x_hash}, Hypernet strength: 0.7"
+    )
+    params = wu.webui.paste_infotext(legacy)
+    assert params["Prompt"].count("<hypernet:") == 1
+    assert "<hypernet:new name:0.7>" in params["Prompt"]
+
+
+# ---------------------------------------------------------------------------- hires fix
+def test_hires_pass_uses_its_own_tags(app):
+    hr = {"enable_hr": True, "hr_scale": 1.5}
+    a = wu.gen("<hypernet:x:0.8>a cat", hr_prompt="<hypernet:y:0.8>a cat", **hr)
+    assert [call["pass"] for call in a.unet_calls] == ["first", "first", "hr", "hr"]
+    no_hr_tag = wu.gen("<hypernet:x:0.8>a cat", hr_prompt="a cat", **hr)
+    same_tag = wu.gen("<hypernet:x:0.8>a cat", **hr)  # hr prompt = prompt
+    untagged = wu.gen("a cat", hr_prompt="<hypernet:y:0.8>a cat", **hr)
+    none = wu.gen("a cat", **hr)
+
+    for res in (no_hr_tag, same_tag):  # the first pass never sees the hires tags
+        assert _equal(_pass(res, "first"), _pass(a, "first"))
+    assert _equal(_pass(untagged, "first"), _pass(none, "first"))
+    assert not _equal(_pass(a, "first"), _pass(none, "first"))
+    # the hires pass applies only its own tags
+    assert not _equal(_pass(a, "hr"), _pass(no_hr_tag, "hr"))
+    assert not _equal(_pass(a, "hr"), _pass(same_tag, "hr"))
+    assert not _equal(_pass(no_hr_tag, "hr"), _pass(same_tag, "hr"))
+    # y in the hires pass after an untagged first pass: differs from nothing at all
+    assert not _equal(_pass(untagged, "hr"), _pass(none, "hr"))
+
+    hashes = _params(a)["Hypernet hashes"]
+    assert hashes == (
+        f"x: {wu.lib_hypernet.shorthash(os.path.join(wu.hn_dir(), 'x.pt'))}, "
+        f"y: {wu.lib_hypernet.shorthash(os.path.join(wu.hn_dir(), 'y.pt'))}"
+    )
+    assert _params(a)["Hires prompt"] == "<hypernet:y:0.8>a cat"
+    assert wu.comments(a) == []
+    assert wu.hooks_left() == []
+
+
+# ---------------------------------------------------------------------------- "Add hypernetwork to prompt"
+def test_sd_hypernetwork_setting(app):
+    shared.opts.set("extra_networks_default_multiplier", 0.7)
+    explicit = wu.gen("a cat<hypernet:x:0.7>")
+    shared.opts.set("sd_hypernetwork", "x")
+    res = wu.gen("a cat")
+    assert wu.same(res, explicit)
+    assert res.infotexts[0].startswith("a cat<hypernet:x:0.7>\n")
+    assert "Hypernet hashes" in res.infotexts[0]
+    # mentioned in the prompt: not added a second time
+    mentioned = wu.gen("a cat<hypernet:x:0.3>")
+    assert mentioned.infotexts[0].startswith("a cat<hypernet:x:0.3>\n")
+    assert wu.same(mentioned, wu.gen("<hypernet:x:0.3>a cat"))
+    # with hires fix, the tag is added once
+    hires = wu.gen("a cat", enable_hr=True, hr_scale=1.5)
+    assert hires.infotexts[0].count("<hypernet:x:0.7>") == 1
+    # with several batches, each prompt gets it once
+    batches = wu.gen("a cat", n_iter=2)
+    assert [text.split("\n")[0] for text in batches.infotexts] == ["a cat<hypernet:x:0.7>"] * 2
+    # the other default-strength choice gives 1
+    shared.opts.set("hypernet_default_strength", wu.ext().DEFAULT_STRENGTH_CHOICES[1])
+    assert wu.same(wu.gen("a cat"), wu.gen("a cat<hypernet:x:1>"))
+    assert errors.records == []
+
+
+# ---------------------------------------------------------------------------- settings
+@pytest.mark.parametrize("nowebui", [True, False])
+def test_settings_exist_without_ui_settings(tmp_path, nowebui):
+    with wu.running(tmp_path, nowebui=nowebui):
+        labels = shared.opts.data_labels
+        defaults = {
+            "hypernet_default_strength": "Extra networks default multiplier",
+            "hypernet_memory_limit": 3,
+            "hypernet_infotext_hashes": True,
+            "hypernet_warnings": True,
+            "hypernet_precision": "Automatic",
+        }
+        assert sorted(k for k in labels if k.startswith("hypernet_")) == sorted(OPTION_KEYS)
+        for key, default in defaults.items():
+            assert labels[key].section == ("hypernet", "Hypernetworks"), key
+            assert labels[key].default == default, key
+            assert getattr(shared.opts, key) == default, key
+        # and they work: the tag applies
+        assert not wu.same(wu.gen("<hypernet:x:0.8>a cat"), wu.gen())
+
+
+def test_precision_setting(app):
+    none = wu.gen()
+    automatic = wu.gen("<hypernet:x:0.8>a cat")
+    shared.opts.set("hypernet_precision", "float32")
+    float32 = wu.gen("<hypernet:x:0.8>a cat")
+    assert wu.same(float32, automatic)
+    shared.opts.set("hypernet_precision", "bfloat16")
+    bfloat16 = wu.gen("<hypernet:x:0.8>a cat")
+    assert not wu.same(bfloat16, none)
+    assert not wu.same(bfloat16, float32)
+    assert wu.max_diff(bfloat16, float32) < 0.1 * wu.max_diff(float32, none)
+    assert wu.comments(bfloat16) == []
+    assert errors.records == []
