@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -84,6 +85,17 @@ def sdp_forward(self: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | 
 
 
 A1111_LOADED: Stack = []
+HN_SECONDS = [0.0]  # time spent on hypernetworks during the current UNet call
+MACS = {"self": 0, "cross": 0}  # hypernetwork multiply-accumulates of A1111's way during the current call
+
+
+@dataclass
+class Result:
+    wall: float  # the whole UNet call
+    hypernet: float  # the part of it spent applying hypernetworks
+    out: torch.Tensor
+    self_macs: int = 0  # A1111's hypernetwork work on self-attention inputs (counted in its forward)
+    cross_macs: int = 0  # … and on the text context
 
 
 def a1111_apply_single(hn, context_k, context_v):
@@ -94,12 +106,25 @@ def a1111_apply_single(hn, context_k, context_v):
     return layers[0](context_k), layers[1](context_v)
 
 
+def _macs(hn: lib_hypernet.Hypernetwork, width: int, tokens: int) -> int:
+    """Multiply-accumulates of one hypernetwork (k and v) on ``tokens`` tokens of ``width``."""
+    pair = hn.layers.get(width)
+    if pair is None:
+        return 0
+    return tokens * sum(m.in_features * m.out_features for module in pair for m in module.linear
+                        if isinstance(m, torch.nn.Linear))
+
+
 def a1111_forward(self: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | None = None, mask=None, **kwargs):
     """A1111's optimized forwards: apply every loaded hypernetwork at every layer, then attention."""
+    kind = "self" if context is None else "cross"
     context = x if context is None else context
+    MACS[kind] += sum(_macs(hn, context.shape[-1], context.shape[0] * context.shape[1]) for hn, _ in A1111_LOADED)
+    start = time.perf_counter()
     context_k = context_v = context
     for hn, _ in A1111_LOADED:
         context_k, context_v = a1111_apply_single(hn, context_k, context_v)
+    HN_SECONDS[0] += time.perf_counter() - start
     return _attention(self, self.to_q(x), self.to_k(context_k), self.to_v(context_v))
 
 
@@ -112,12 +137,6 @@ def a1111_load_stack(stack: Stack) -> None:
 
 
 # ----------------------------------------------------------------------------- timing
-def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
-
-
 @contextlib.contextmanager
 def attention_forward(forward) -> Iterator[None]:
     import ldm.modules.attention as attention
@@ -141,73 +160,94 @@ def bench_unet(unet: torch.nn.Module, stacks: dict[str, Stack], latent: int, con
         return torch.cat([cond, uncond])
 
     handle = lib_hypernet.install(unet)
+    hooked = handle._on_projection  # time spent in our hooks (they look this attribute up per call)
 
-    def call() -> torch.Tensor:
+    def timed_projection(*args: object) -> object:
+        start = time.perf_counter()
+        try:
+            return hooked(*args)
+        finally:
+            HN_SECONDS[0] += time.perf_counter() - start
+
+    handle._on_projection = timed_projection  # type: ignore[method-assign]
+
+    def call() -> Result:
+        HN_SECONDS[0] = 0.0
+        MACS.update(self=0, cross=0)
+        start = time.perf_counter()
         with torch.no_grad():
-            return unet(x, t, context=context())
+            out = unet(x, t, context=context())
+        return Result(time.perf_counter() - start, HN_SECONDS[0], out, MACS["self"], MACS["cross"])
 
-    def run_unhooked() -> tuple[float, torch.Tensor]:
+    def run_unhooked() -> Result:
         handle.deactivate()
         with attention_forward(sdp_forward):
-            return timed(call)
+            return call()
 
-    def run_a1111(stack: Stack) -> tuple[float, torch.Tensor]:
+    def run_a1111(stack: Stack) -> Result:
         handle.deactivate()
         a1111_load_stack(stack)
         with attention_forward(a1111_forward):
-            return timed(call)
+            return call()
 
-    def run_ours_first(stack: Stack) -> tuple[float, torch.Tensor]:
+    def run_ours_first(stack: Stack) -> Result:
         handle.activate(stack)  # a fresh activation: the cross-attention cache starts empty
         with attention_forward(sdp_forward):
-            return timed(call)
+            return call()
 
-    def run_ours_steady(stack: Stack) -> tuple[float, torch.Tensor]:
+    def run_ours_steady(stack: Stack) -> Result:
         with attention_forward(sdp_forward):  # continues the activation of run_ours_first
-            return timed(call)
+            return call()
 
-    variants: list[tuple[str, Callable[[], tuple[float, torch.Tensor]]]] = [("unhooked", run_unhooked)]
-    variants.append(("idle", lambda: (handle.deactivate(), run_unhooked())[1]))
+    variants: list[tuple[str, Callable[[], Result]]] = [("unhooked", run_unhooked)]
     for name, stack in stacks.items():
         variants.append((f"a1111/{name}", lambda s=stack: run_a1111(s)))
         variants.append((f"ours-first/{name}", lambda s=stack: run_ours_first(s)))
         variants.append((f"ours-steady/{name}", lambda s=stack: run_ours_steady(s)))
 
     # Warm-up (allocator, compiled weights), then interleaved rounds.
-    outputs: dict[str, torch.Tensor] = {}
-    for name, fn in variants:
-        outputs[name] = fn()[1]
-    times: dict[str, list[float]] = {name: [] for name, _ in variants}
+    results: dict[str, list[Result]] = {name: [] for name, _ in variants}
+    outputs = {name: fn().out for name, fn in variants}
     for r in range(rounds):
         for name, fn in variants:  # ours-first must precede ours-steady of the same stack
-            seconds, out = fn()
-            times[name].append(seconds)
-            outputs[name] = out
+            result = fn()
+            results[name].append(result)
+            outputs[name] = result.out
         print(f"  latent {latent}: round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
     handle.deactivate()
+    handle._on_projection = hooked  # type: ignore[method-assign]
 
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    base = med["unhooked"]
+    wall = {name: min(r.wall for r in rs) for name, rs in results.items()}
+    hn = {name: statistics.median(r.hypernet for r in rs) for name, rs in results.items()}
+    base = wall["unhooked"]
     lines = [
-        f"### latent {latent}×{latent} ({latent * 8} px), batch 2 (cond+uncond), {rounds} rounds, median per UNet call",
+        f"### latent {latent}×{latent} ({latent * 8} px), batch 2 (cond+uncond), {rounds} interleaved rounds",
         "",
-        f"unhooked: {base * 1000:.0f} ms per call; installed-idle: {med['idle'] * 1000:.0f} ms "
-        f"({(med['idle'] / base - 1) * 100:+.1f} %)",
+        f"Unhooked UNet call: {base * 1000:.0f} ms (best of {rounds}). Installed with nothing active there are no "
+        "hooks at all, so an idle call is the unhooked call.",
         "",
-        "| stack | A1111 added / call | ours added / call (first, steady) | A1111 added / "
-        f"{steps} steps | ours added / {steps} steps | ours ÷ A1111 | max abs diff |",
-        "|---|---|---|---|---|---|---|",
+        f"| stack | A1111 hypernet time / call | ours / call (first, later) | A1111 / {steps} steps | ours / {steps} steps "
+        "| **ours ÷ A1111** | FLOP floor | UNet call: A1111, ours (best) | max abs diff |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in stacks:
-        a = med[f"a1111/{name}"] - base
-        first, steady = med[f"ours-first/{name}"] - base, med[f"ours-steady/{name}"] - base
-        a_run = steps * a
-        ours_run = first + (steps - 1) * steady
+        a = hn[f"a1111/{name}"]
+        first, later = hn[f"ours-first/{name}"], hn[f"ours-steady/{name}"]
+        a_run, ours_run = steps * a, first + (steps - 1) * later
         diff = (outputs[f"ours-steady/{name}"] - outputs[f"a1111/{name}"]).abs().max().item()
+        counted = results[f"a1111/{name}"][-1]
+        floor = counted.self_macs / max(counted.self_macs + counted.cross_macs, 1)
         lines.append(
-            f"| {name} | {a * 1000:.0f} ms ({a / base * 100:.1f} %) | {first * 1000:.0f} ms, {steady * 1000:.0f} ms "
-            f"({steady / base * 100:.1f} %) | {a_run:.2f} s | {ours_run:.2f} s | **{ours_run / a_run:.2f}×** | {diff:.1e} |"
+            f"| {name} | {a * 1000:.0f} ms ({a / base * 100:.1f} %) | {first * 1000:.0f} ms, {later * 1000:.0f} ms "
+            f"({later / base * 100:.1f} %) | {a_run:.2f} s | {ours_run:.2f} s | **{ours_run / a_run:.2f}×** | {floor:.2f}× "
+            f"| {wall[f'a1111/{name}'] * 1000:.0f} ms, {wall[f'ours-steady/{name}'] * 1000:.0f} ms | {diff:.1e} |"
         )
+    lines += [
+        "",
+        "*FLOP floor*: the share of A1111's hypernetwork multiply-accumulates that act on self-attention inputs, "
+        "which change every layer and step and must be computed; a ratio below it means our kernels also run "
+        "faster per FLOP than A1111's.",
+    ]
     return lines
 
 
@@ -252,7 +292,7 @@ def bench_io(rounds: int, widths: Sequence[int]) -> list[str]:
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
-    med = {name: statistics.median(ts) for name, ts in times.items()}
+    med = {name: min(ts) for name, ts in times.items()}
     mib = size / 2**20
     title = f"### file I/O — one [1,2,1] relu hypernetwork, widths {list(widths)}, {mib:.1f} MiB, page cache warm"
     lines = [f"{title}, {rounds} rounds", "",
@@ -278,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latents", type=int, nargs="+", default=[32, 64])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, nargs="+", default=[5, 3],
+                        help="rounds per latent size (the last value repeats)")
     parser.add_argument("--tiny", action="store_true", help="small UNet and sizes: a smoke test in seconds")
     parser.add_argument("--skip-io", action="store_true")
     args = parser.parse_args(argv)
@@ -291,10 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     context_dim = 64 if args.tiny else 768
     stacks = make_stacks(widths)
     latents = [8] if args.tiny else args.latents
-    for latent in latents:
-        print("\n".join(["", *bench_unet(unet, stacks, latent, context_dim, args.steps, args.rounds)]), flush=True)
+    for i, latent in enumerate(latents):
+        rounds = args.rounds[min(i, len(args.rounds) - 1)]
+        print("\n".join(["", *bench_unet(unet, stacks, latent, context_dim, args.steps, rounds)]), flush=True)
     if not args.skip_io:
-        print("\n".join(["", *bench_io(1 if args.tiny else max(args.rounds, 5), widths)]), flush=True)
+        print("\n".join(["", *bench_io(1 if args.tiny else 7, widths)]), flush=True)
     return 0
 
 

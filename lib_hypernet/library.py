@@ -88,6 +88,7 @@ class HypernetLibrary:
             if f.name == f.stem or f.name == os.path.splitext(f.relpath)[0]:
                 aliases.setdefault(os.path.splitext(f.relpath)[0], f)
         with self._lock:
+            newly_duplicated = {stem: paths for stem, paths in duplicates.items() if self.duplicates.get(stem) != paths}
             self.files = dict(sorted(files.items(), key=lambda kv: kv[0].casefold()))
             self.duplicates = duplicates
             self._aliases = aliases
@@ -95,7 +96,7 @@ class HypernetLibrary:
             current = {f.path for f in files.values()}
             for path in [p for p in self._loaded if p not in current]:
                 del self._loaded[path]
-        for stem, paths in duplicates.items():
+        for stem, paths in newly_duplicated.items():
             log.warning("hypernetworks: %d files are named %r (%s); use their folder names in tags, e.g. <hypernet:%s>",
                         len(paths), stem, ", ".join(paths), os.path.splitext(paths[0])[0])
         return list(self.files.values())

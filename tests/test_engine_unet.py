@@ -309,3 +309,36 @@ def test_report_last_call_vs_since_activate(unet, inputs, hn, handle) -> None:
     # deactivate(): no entries, so no reports
     handle.deactivate()
     assert handle.report() == [] and handle.report(since_activate=True) == []
+
+
+def _cfg_inputs(seed: int = 31) -> dict[str, torch.Tensor]:
+    """Like A1111's CFG batch: the same latent and timestep twice, a different context per half."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 4, 8, 8, generator=gen)
+    return {
+        "x": torch.cat([x, x]),
+        "timesteps": torch.tensor([500, 500]),
+        "context": torch.randn(2, 7, CONTEXT_DIM, generator=gen),
+    }
+
+
+@pytest.mark.parametrize("activation", ["relu", "softmax"])
+def test_cfg_batch_with_identical_halves(unet: torch.nn.Module, activation: str) -> None:
+    """Identical batch halves are computed once for fused activations (exactly the same result), and never
+    for activations that mix the batch (softmax acts over the batch axis of a 3-D context)."""
+    inputs = _cfg_inputs()
+    stack = [(make_hn(f"cfg_{activation}", seed=41, activation_func=activation), 0.8)]
+    expected = reference_output(unet, inputs, stack)
+    handle = lib_hypernet.install(unet)
+    handle.activate(stack)
+    try:
+        got = run_unet(unet, inputs)
+        hits = handle.half_batch_hits
+    finally:
+        handle.deactivate()
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=RTOL)
+    assert (got - run_unet(unet, inputs)).abs().max() > 1e-3
+    if activation == "relu":
+        assert hits >= 1  # at least the first self-attention, before any cross-attention
+    else:
+        assert hits == 0

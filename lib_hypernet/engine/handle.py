@@ -67,6 +67,7 @@ class HypernetHandle:
     def __init__(self, model: torch.nn.Module) -> None:
         self._model_ref = weakref.ref(model)
         self._entries: list[_Entry] = []
+        self._scratch: dict[Any, torch.Tensor] = {}  # reusable hidden-activation buffers, freed on deactivate
         self._hooks: list[RemovableHandle] = []
         self._sites: list[AttentionSite] = []
         self._step: int | None = None
@@ -83,6 +84,8 @@ class HypernetHandle:
         self.cache_cross_attention = True
         #: Statistics: (hits, misses) of the cross-attention cache since activate().
         self.cache_stats = [0, 0]
+        #: Self-attention calls whose batch was two identical halves (computed once) since activate().
+        self.half_batch_hits = 0
         #: Calls of the model this handle is installed on since activate() (while something is active).
         self.calls = 0
 
@@ -117,6 +120,7 @@ class HypernetHandle:
         self._step = self._total_steps = None
         self.cache_stats = [0, 0]
         self.calls = 0
+        self.half_batch_hits = 0
         if any(not e.strength.is_zero for e in entries):
             self._hook()
 
@@ -198,6 +202,7 @@ class HypernetHandle:
 
     def _reset_call_state(self) -> None:
         self._effective = {}
+        self._scratch.clear()
         self._cross_cache.clear()
 
     def _on_model_call(self, module: torch.nn.Module, args: Any) -> None:
@@ -276,18 +281,40 @@ class HypernetHandle:
                 return cached
             self.cache_stats[1] += 1
 
-        context_k = context_v = x
-        for (_, strength), plan in zip(entries, plans):
-            if context_k is context_v:
-                context_k, context_v = plan.both(context_k, strength)
-            else:
-                context_k, context_v = plan.one(0, context_k, strength), plan.one(1, context_v, strength)
-            if autocast is None:
-                # A final LayerNorm (float32 parameters) promotes a half-precision result; the next plan needs mm_dtype.
-                context_k, context_v = context_k.to(mm_dtype), context_v.to(mm_dtype)
+        half = _duplicated_half(x) if kind == "self" and all(plan.fused for plan in plans) else None
+        if half is not None:
+            # Classifier-free guidance runs the UNet on [x, x]: until the first cross-attention the two
+            # halves of the batch are identical, so compute one and repeat it (fused kernels are per token).
+            self.half_batch_hits += 1
+            context_k, context_v = self._run_plans(half, entries, plans, autocast is None, mm_dtype)
+            context_k, context_v = context_k.repeat(2, *(1,) * (x.dim() - 1)), context_v.repeat(2, *(1,) * (x.dim() - 1))
+        else:
+            context_k, context_v = self._run_plans(x, entries, plans, autocast is None, mm_dtype)
         context_k, context_v = context_k.to(context.dtype), context_v.to(context.dtype)
         if cache_key is not None:
             self._cross_store(cache_key, context, context_k, context_v)
+        return context_k, context_v
+
+    def _run_plans(
+        self,
+        x: torch.Tensor,
+        entries: list[tuple[_Entry, float]],
+        plans: list[CompiledPair],
+        own_dtype: bool,
+        mm_dtype: torch.dtype,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply the stack to ``x``; ``own_dtype`` is False under autocast (which then picks the dtypes)."""
+        context_k = context_v = x
+        scratch = self._scratch if own_dtype else None  # in-place matmuls would bypass autocast
+        for (_, strength), plan in zip(entries, plans):
+            if context_k is context_v:
+                context_k, context_v = plan.both(context_k, strength, scratch)
+            else:
+                context_k = plan.one(0, context_k, strength, scratch)
+                context_v = plan.one(1, context_v, strength, scratch)
+            if own_dtype:
+                # A final LayerNorm (float32 parameters) promotes a half-precision result; the next plan needs mm_dtype.
+                context_k, context_v = context_k.to(mm_dtype), context_v.to(mm_dtype)
         return context_k, context_v
 
     def _compute_reference(
@@ -346,6 +373,17 @@ class HypernetHandle:
         )
         while len(self._cross_cache) > CROSS_CACHE_SIZE:
             self._cross_cache.pop(0)
+
+
+def _duplicated_half(x: torch.Tensor) -> torch.Tensor | None:
+    """The first half of the batch if the second half is an exact copy of it, else ``None``."""
+    if x.dim() < 2 or x.shape[0] < 2 or x.shape[0] % 2:
+        return None
+    half = x.shape[0] // 2
+    first, second = x[:half], x[half:]
+    if not torch.equal(first[..., :1], second[..., :1]):  # cheap rejection of the usual case
+        return None
+    return first if torch.equal(first, second) else None
 
 
 def _make_q_hook(site: AttentionSite) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -108,25 +109,35 @@ class CompiledPair:
             self.steps.append(step)
 
     # ------------------------------------------------------------------ running
-    def both(self, x: torch.Tensor, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x + m·MLP_k(x), x + m·MLP_v(x))`` for one shared input ``x`` (already on device/dtype)."""
+    def both(
+        self, x: torch.Tensor, strength: float, scratch: dict[Any, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x + m·MLP_k(x), x + m·MLP_v(x))`` for one shared input ``x`` (already on device/dtype).
+
+        ``scratch`` (a dict the caller keeps between calls, outside autocast) holds the
+        hidden activations, so repeated calls reuse memory instead of faulting in new pages.
+        """
         if not self.fused:
             return self._reference(0, x, strength), self._reference(1, x, strength)
         flat = x.reshape(1, -1, x.shape[-1])
-        out = self._run(flat.expand(2, -1, -1), slice(0, 2), strength)
+        out = self._run(flat.expand(2, -1, -1), slice(0, 2), strength, scratch)
         return out[0].view(x.shape), out[1].view(x.shape)
 
-    def one(self, branch: int, x: torch.Tensor, strength: float) -> torch.Tensor:
+    def one(
+        self, branch: int, x: torch.Tensor, strength: float, scratch: dict[Any, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """``x + m·MLP(x)`` for branch 0 (k) or 1 (v) alone."""
         if not self.fused:
             return self._reference(branch, x, strength)
         flat = x.reshape(1, -1, x.shape[-1])
-        return self._run(flat, slice(branch, branch + 1), strength)[0].view(x.shape)
+        return self._run(flat, slice(branch, branch + 1), strength, scratch)[0].view(x.shape)
 
     def _reference(self, branch: int, x: torch.Tensor, strength: float) -> torch.Tensor:
         return self.reference[branch](x, strength)
 
-    def _run(self, x: torch.Tensor, branches: slice, strength: float) -> torch.Tensor:
+    def _run(
+        self, x: torch.Tensor, branches: slice, strength: float, scratch: dict[Any, torch.Tensor] | None
+    ) -> torch.Tensor:
         """Run the stacked MLP on ``x`` of shape ``[branches, N, d]`` and add the scaled result to it."""
         h = x
         last = len(self.steps) - 1
@@ -138,7 +149,15 @@ class CompiledPair:
                 # Fold residual and strength into the matmul, then add the scaled bias in place.
                 out = torch.baddbmm(x, h, weight_t, alpha=strength)
                 return out.add_(bias, alpha=strength)
-            h = torch.baddbmm(bias, h, weight_t)
+            if scratch is not None:
+                shape = (h.shape[0], h.shape[1], weight_t.shape[-1])
+                key = (i, shape, weight_t.dtype, weight_t.device, torch.is_inference_mode_enabled())
+                buffer = scratch.get(key)
+                if buffer is None:
+                    buffer = scratch[key] = torch.empty(shape, dtype=weight_t.dtype, device=weight_t.device)
+                h = buffer.copy_(bias.expand(shape)).baddbmm_(h, weight_t)
+            else:
+                h = torch.baddbmm(bias, h, weight_t)
             if step.activation is not None:
                 h = self._inplace_act(h) if self._inplace_act is not None else step.activation(h)
             if step.ln_weight is not None:
