@@ -1,0 +1,31 @@
+"""The benchmark script still runs (tiny UNet, one round): it is not part of CI's timing, only of its health."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ldm.modules.diffusionmodules.openaimodel")
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_apply.py"
+
+
+def test_bench_apply_tiny_runs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("bench_apply", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_apply", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    assert bench.main(["--tiny", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for stack in ("one [1,2,1]", "stack of two", "[1,2,2,1]"):
+        row = next(line for line in out.splitlines() if line.startswith(f"| {stack} |"))
+        ratio, floor = re.findall(r"([0-9.]+)×", row)[:2]
+        assert float(ratio) > 0 and 0 < float(floor) <= 1
+        diff = float(row.rstrip(" |").rsplit("|", 1)[1])
+        assert diff < 1e-4  # ours equals A1111's formula
+    assert "lib_hypernet.load(.safetensors)" in out and "sha256" in out
