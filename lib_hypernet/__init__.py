@@ -17,6 +17,7 @@ import logging
 
 from .activations import ACTIVATIONS, creatable_activations
 from .apply import apply_hypernetworks
+from .convert import Conversion, convert_file
 from .engine import EntryReport, HypernetHandle, install
 from .errors import (
     ActivationError,
@@ -47,6 +48,7 @@ __all__ = [
     "SUFFIXES",
     "WEIGHT_INITIALIZATIONS",
     "ActivationError",
+    "Conversion",
     "EntryReport",
     "HashCache",
     "HypernetError",
@@ -69,6 +71,7 @@ __all__ = [
     "apply_hypernetworks",
     "as_strength",
     "check_torch_file",
+    "convert_file",
     "creatable_activations",
     "create",
     "format_of",

@@ -13,8 +13,6 @@ import json
 import os
 import shlex
 import sys
-import tempfile
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -23,8 +21,8 @@ import torch
 
 from . import __version__
 from .activations import creatable_activations
-from .apply import apply_hypernetworks
-from .errors import HypernetError, HypernetFileError, HypernetFormatError, UnsafeFileError
+from .convert import PROBE_SHAPE, convert_file, probe_outputs
+from .errors import HypernetError, HypernetFileError, UnsafeFileError
 from .formats import format_of
 from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
 from .hashing import (
@@ -34,13 +32,11 @@ from .hashing import (
     legacy_model_hash,
     sha256,
 )
-from .hypernetwork import WEIGHT_INITIALIZATIONS, Hypernetwork, create, load
-from .optim import OptimizerState, load_optimizer_state, optim_path, save_optimizer_state
+from .hypernetwork import WEIGHT_INITIALIZATIONS, Hypernetwork, all_finite, create, load
+from .optim import load_optimizer_state, optim_path
 from .progress import ProgressBar, should_show
 
 SD1_SIZES = (768, 320, 640, 1280)
-PROBE_SEED = 1234
-PROBE_SHAPE = (2, 5)  # batch, tokens; the width is appended
 A1111_NAME_CHARS = "._- "
 
 
@@ -120,19 +116,6 @@ def _describe_layer(layer: torch.nn.Module) -> str:
 def module_layers(hn: Hypernetwork) -> dict[int, list[str]]:
     """Per width, the layers of its modules (k and v are built alike, so listed once)."""
     return {width: [_describe_layer(layer) for layer in hn.layers[width][0].linear] for width in hn.widths}
-
-
-def probe_outputs(hn: Hypernetwork, seed: int = PROBE_SEED) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """``(k, v)`` of ``hn`` at strength 1 on a seeded normal context, for every width."""
-    generator = torch.Generator().manual_seed(seed)
-    outputs = {}
-    with torch.inference_mode(), warnings.catch_warnings():
-        # A1111's softmax-family activations are built without dim (torch warns on every call).
-        warnings.filterwarnings("ignore", message="Implicit dimension choice", category=UserWarning)
-        for width in hn.widths:
-            context = torch.randn(*PROBE_SHAPE, width, generator=generator)
-            outputs[width] = apply_hypernetworks(context, [(hn, 1.0)])
-    return outputs
 
 
 def hash_files(paths: Sequence[str], force_progress: bool | None) -> dict[str, str | HypernetError]:
@@ -391,79 +374,15 @@ def cmd_hash(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- convert
 def convert(src: str, dst: str, force: bool = False, *, loaded: Hypernetwork | None = None) -> str:
-    """Convert ``src`` to ``dst`` (format from the suffix), verify, return a one-line report.
-
-    The result is written to a temporary file beside ``dst`` and moved over it only after
-    it re-loads with metadata equal to ``src``'s and bit-identical outputs for every width.
-    ``loaded`` is ``src`` already loaded (saves loading it again).  When writing a ``.pt``,
-    a valid ``SRC.optim`` is carried over to ``DST.optim`` with DST's hash (a re-saved file
-    has a new hash, so the old side file would no longer match).
-    """
-    src_format = format_of(src)
-    dst_format = format_of(dst)
-    if os.path.exists(dst) and not force:
-        raise HypernetFileError("already exists; pass --force to overwrite it", dst)
-    hn = loaded if loaded is not None else load(src)
-    src_sha256 = sha256(src)
-    source_sha256 = src_sha256 if src_format == "pt" and dst_format == "safetensors" else None
-    optim_state = load_optimizer_state(src, pt_sha256=src_sha256) if os.path.exists(optim_path(src)) else None
-    expected = probe_outputs(hn)
-    folder = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(folder):
-        raise HypernetFileError(f"the folder {folder} does not exist", dst)
-    suffix = os.path.splitext(dst)[1]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(dst)}.", suffix=f".tmp{suffix}")
-    os.close(fd)
-    try:
-        hn.save(tmp, source_sha256=source_sha256)
-        copy = load(tmp)
-        _check_same(hn, copy, expected, src, dst)
-        os.replace(tmp, dst)
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-    size = os.path.getsize(dst)
-    kind = {"pt": "legacy .pt, loadable by every A1111", "safetensors": "safetensors"}[dst_format]
-    widths = ", ".join(str(w) for w in hn.widths)
+    """Convert ``src`` to ``dst`` (format from the suffix), verified before it is kept; a one-line report."""
+    done = convert_file(src, dst, overwrite=force, overwrite_hint="pass --force to overwrite it", loaded=loaded)
+    kind = {"pt": "legacy .pt, loadable by every A1111", "safetensors": "safetensors"}[done.format]
+    widths = ", ".join(str(w) for w in done.widths)
     report = (
-        f"wrote {dst} ({kind}, {_human_size(size)}, sha256 {sha256(dst)[:SHORTHASH_LENGTH]}); "
-        f"outputs bit-identical to {src} for widths {widths}"
+        f"wrote {dst} ({kind}, {_human_size(os.path.getsize(dst))}, sha256 {done.sha256[:SHORTHASH_LENGTH]}); "
+        f"weights bit-identical to {src} for widths {widths}"
     )
-    return report + _carry_optim(optim_state, src, dst, dst_format, force)
-
-
-def _carry_optim(state: OptimizerState | None, src: str, dst: str, dst_format: str, force: bool) -> str:
-    """Write ``DST.optim`` from SRC's valid optimizer state; returns a note for the report."""
-    if state is None:
-        return ""
-    if not state.ok:
-        return f"; {os.path.basename(optim_path(src))} is {state.status}, not carried over"
-    if dst_format != "pt":
-        return f"; the optimizer state stays in {os.path.basename(optim_path(src))} (training uses .pt)"
-    same_file = os.path.abspath(src) == os.path.abspath(dst)
-    if os.path.exists(optim_path(dst)) and not (force or same_file):
-        return f"; {optim_path(dst)} exists, so the optimizer state was not carried over (use --force)"
-    assert state.state_dict is not None
-    save_optimizer_state(dst, state.state_dict, state.optimizer_name)
-    return f"; wrote {os.path.basename(optim_path(dst))} for it ({state.optimizer_name} state, re-hashed)"
-
-
-def _check_same(
-    original: Hypernetwork,
-    copy: Hypernetwork,
-    expected: dict[int, tuple[torch.Tensor, torch.Tensor]],
-    src: str,
-    dst: str,
-) -> None:
-    if copy.widths != original.widths:
-        raise HypernetFormatError(f"verification failed: widths {copy.widths} != {original.widths} of {src}", dst)
-    differing = [k for k, v in original.metadata().items() if copy.metadata()[k] != v]
-    if differing:
-        raise HypernetFormatError(f"verification failed: metadata {differing} differs from {src}", dst)
-    actual = probe_outputs(copy)
-    for width, (k, v) in expected.items():
-        if not (torch.equal(k, actual[width][0]) and torch.equal(v, actual[width][1])):
-            raise HypernetFormatError(f"verification failed: outputs for width {width} differ from {src}", dst)
+    return report + (f"; {done.optim_note}" if done.optim_note else "")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -506,13 +425,6 @@ def verify_file(path: str, digest: str | HypernetError | None = None) -> tuple[s
                 f"A1111 1.10.1 refuses its zip entries {_entry_names(rejected)}; fix: {_fix_command(path)}"
             )
     return None, notes
-
-
-def all_finite(tensor: torch.Tensor) -> bool:
-    """Whether every element is finite; a finite float64 sum proves it cheaply (NaN/inf always propagate)."""
-    if bool(torch.isfinite(tensor.sum(dtype=torch.float64))):
-        return True
-    return bool(torch.isfinite(tensor).all())
 
 
 def _named_parameters(hn: Hypernetwork) -> list[tuple[str, torch.Tensor]]:
@@ -744,7 +656,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "convert", help="convert .pt <-> .safetensors (or re-save a .pt A1111 can load)",
         description="Convert between .pt and .safetensors (format from DST's suffix), then check the result "
-        "gives bit-identical outputs. .pt -> .pt rewrites the legacy format every A1111 loads.",
+        "has bit-identical weights and metadata. .pt -> .pt rewrites the legacy format every A1111 loads.",
     )
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")

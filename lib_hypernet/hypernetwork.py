@@ -249,9 +249,9 @@ def _read_fields(raw: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
     return fields
 
 
-def _all_finite(tensor: torch.Tensor) -> bool:
-    """Exact, and fast for the common case: a float32 sum is finite unless some element is not
-    (or the sum overflows, which the full element-wise check then settles)."""
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every element is finite.  Exact, and fast for the common case: the sum is finite unless
+    some element is not (or the sum overflows, which the full element-wise check then settles)."""
     return math.isfinite(float(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
@@ -296,7 +296,7 @@ def _build_module(
             raise HypernetFormatError(f"{where}: {key!r} is a {type(tensor).__name__}, not a tensor", path)
         if not tensor.is_floating_point():
             raise HypernetFormatError(f"{where}: {key!r} has dtype {tensor.dtype}, expected floating point", path)
-        if not _all_finite(tensor):
+        if not all_finite(tensor):
             raise HypernetFormatError(
                 f"{where}: {key!r} contains NaN or infinite values; the file is broken (a diverged training run?)",
                 path,

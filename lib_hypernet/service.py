@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import infotext
+from .convert import convert_file
 from .engine.report import EntryReport
 from .errors import HypernetError, HypernetNotFoundError
 from .hashing import legacy_hash_is_meaningful, legacy_model_hash
-from .hypernetwork import Hypernetwork, load
+from .hypernetwork import Hypernetwork
 from .library import HypernetFile, HypernetLibrary
 from .strength import Strength
 from .tags import HypernetRequest, TagError, format_tag, parse_items
@@ -212,27 +213,9 @@ class HypernetService:
         if file.format != "pt":
             raise HypernetError(f"{file.name} is already a .safetensors file", file.path)
         target = os.path.splitext(file.path)[0] + ".safetensors"
-        if os.path.exists(target) and not overwrite:
-            raise HypernetError("the .safetensors file already exists; pass overwrite to replace it", target)
-        hn = load(file.path)
-        hn.save(target, source_sha256=self.library.sha256(file))
-        check = load(target)
-        if not _same_weights(hn, check):
-            os.remove(target)
-            raise HypernetError("conversion check failed: the written file differs; nothing was kept", target)
+        convert_file(file.path, target, overwrite=overwrite, overwrite_hint="pass overwrite to replace it",
+                     loaded=self.library.get(file), source_sha256=self.library.sha256(file))
         self.library.refresh()
         converted = next(f for f in self.library.files.values() if f.path == os.path.abspath(target))
         return self.library.summary(converted)
 
-
-def _same_weights(a: Hypernetwork, b: Hypernetwork) -> bool:
-    import torch
-
-    if a.widths != b.widths or a.metadata() != b.metadata():
-        return False
-    for width in a.widths:
-        for module_a, module_b in zip(a.layers[width], b.layers[width]):
-            sa, sb = module_a.state_dict(), module_b.state_dict()
-            if sa.keys() != sb.keys() or not all(torch.equal(sa[k], sb[k]) for k in sa):
-                return False
-    return True
