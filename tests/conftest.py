@@ -1,8 +1,7 @@
 """Shared pytest fixtures for the lib_hypernet tests.
 
-The A1111 golden fixtures live in ``<workspace>/shared/fixtures/a1111`` (beside the
-checkout, not inside it).  Tests that need them skip with a clear message when the
-folder is absent, so the rest of the suite still runs on a bare checkout.
+The A1111 golden fixtures live in ``tests/fixtures/a1111`` (copied into the repository with
+their README); a missing fixture fails the tests that need it, it never skips them.
 """
 
 from __future__ import annotations
@@ -23,15 +22,13 @@ for _p in (str(REPO_ROOT), str(HELPERS)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from hn_testutil import FIXTURES_DIR, FIXTURES_MISSING_REASON, fixtures_available  # noqa: E402
+from hn_testutil import require_fixtures  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    """The A1111 golden fixture folder; skips the test when it is absent."""
-    if not fixtures_available():
-        pytest.skip(FIXTURES_MISSING_REASON)
-    return FIXTURES_DIR
+    """The A1111 golden fixture folder (a missing one is an error)."""
+    return require_fixtures()
 
 
 @pytest.fixture(scope="session")

@@ -15,47 +15,38 @@ import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# The shared workspace folder sits beside the checkout: <workspace>/main (repo) and <workspace>/shared.
-FIXTURES_DIR = REPO_ROOT.parent / "shared" / "fixtures" / "a1111"
-FIXTURES_MISSING_REASON = (
-    f"A1111 golden fixtures not found at {FIXTURES_DIR} (expected <workspace>/shared/fixtures/a1111 "
-    "beside the checkout, with manifest.json and expected.safetensors)"
-)
+# The A1111-made golden fixtures are part of the repository (tests/fixtures/a1111, see its README).
+FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "a1111"
 
 
-def fixtures_available() -> bool:
-    return (FIXTURES_DIR / "manifest.json").is_file() and (FIXTURES_DIR / "expected.safetensors").is_file()
+def require_fixtures() -> Path:
+    """The fixture folder; a missing or incomplete one is an error (never a skip)."""
+    for name in ("manifest.json", "expected.safetensors"):
+        if not (FIXTURES_DIR / name).is_file():
+            raise FileNotFoundError(f"A1111 golden fixture {FIXTURES_DIR / name} is missing: the checkout is incomplete")
+    return FIXTURES_DIR
 
 
-def load_manifest_or_none() -> dict[str, Any] | None:
-    if not fixtures_available():
-        return None
-    with open(FIXTURES_DIR / "manifest.json", encoding="utf-8") as f:
+def load_manifest() -> dict[str, Any]:
+    with open(require_fixtures() / "manifest.json", encoding="utf-8") as f:
         return json.load(f)
 
 
-def _params(names: list[str]) -> list[Any]:
-    if not names:
-        return [pytest.param(None, marks=pytest.mark.skip(reason=FIXTURES_MISSING_REASON), id="no-fixtures")]
-    return names
-
-
 def case_params() -> list[Any]:
-    """Case names of the fixture manifest, for ``pytest.mark.parametrize`` (a skip when absent)."""
-    manifest = load_manifest_or_none()
-    return _params([case["case"] for case in manifest["cases"]] if manifest else [])
+    """Case names of the fixture manifest, for ``pytest.mark.parametrize``."""
+    return [case["case"] for case in load_manifest()["cases"]]
 
 
 def stack_params() -> list[Any]:
-    manifest = load_manifest_or_none()
-    return _params([stack["stack"] for stack in manifest["stacks"]] if manifest else [])
+    return [stack["stack"] for stack in load_manifest()["stacks"]]
 
 
 def fixture_pt_params() -> list[Any]:
     """File names of every ``.pt`` in the fixture folder."""
-    if not fixtures_available():
-        return _params([])
-    return _params(sorted(p.name for p in FIXTURES_DIR.glob("*.pt")))
+    names = sorted(p.name for p in require_fixtures().glob("*.pt"))
+    if not names:
+        raise FileNotFoundError(f"no .pt fixtures in {FIXTURES_DIR}")
+    return names
 
 
 # ---------------------------------------------------------------------------- comparisons
