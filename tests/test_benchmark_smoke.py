@@ -7,9 +7,8 @@ import re
 import sys
 from pathlib import Path
 
+import ldm.modules.diffusionmodules.openaimodel  # noqa: F401  (installed by tools/setup-venv.sh; missing is an error)
 import pytest
-
-import ldm.modules.diffusionmodules.openaimodel  # noqa: E402, F401  (tools/setup-venv.sh installs it: missing is an error, not a skip)
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_apply.py"
 

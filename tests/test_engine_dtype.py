@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import copy
 
+import ldm.modules.attention  # noqa: F401  (installed by tools/setup-venv.sh; missing is an error)
 import pytest
 import torch
-
-import ldm.modules.attention  # noqa: E402, F401  (tools/setup-venv.sh installs it: missing is an error, not a skip)
-
 from engine_util import (
     ATOL,
     CONTEXT_DIM,

@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup-venv.sh
+tools/setup-browser.sh
 .venv/bin/python -m ruff check .
 .venv/bin/python -m pytest -q "$@"

@@ -11,7 +11,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
