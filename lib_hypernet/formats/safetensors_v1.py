@@ -123,5 +123,15 @@ def write_safetensors(path: str | os.PathLike[str], raw: dict[Any, Any], source_
             metadata[key] = json.dumps(value)
     if source_sha256:
         metadata["source_sha256"] = source_sha256
-    data = safetensors_save(tensors, metadata=metadata)
+    data = _canonical_header(safetensors_save(tensors, metadata=metadata))
     atomic_write(path, lambda f: f.write(data))
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """``data`` with its JSON header re-written with sorted keys and no spaces (the serialiser's key
+    order is random), padded with spaces to a multiple of 8 bytes; the tensor bytes are unchanged."""
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_len])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + header_len :]
