@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import safetensors.torch
-import torch
 
 import lib_hypernet
 from lib_hypernet.formats import pt_legacy_writer, safetensors_v1
