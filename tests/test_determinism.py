@@ -29,7 +29,6 @@ _SAVE_SCRIPT = r"""
 import hashlib, json, os, sys
 import lib_hypernet
 from lib_hypernet import cli
-from lib_hypernet import cli
 out = sys.argv[1]
 hn = lib_hypernet.create("repro", sizes=[8, 16, 24], layer_structure="1, 1.5, 1", activation_func="swish",
                          is_layer_norm=True, use_dropout=True, dropout_structure="0, 0.1, 0", seed=5,

@@ -33,15 +33,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 
 from ..errors import HypernetFileError, HypernetFormatError
+from ..fields import METADATA_FIELDS
 from ..fileio import atomic_write
 
 FORMAT_MARKER = "a1111-hypernetwork"
 FORMAT_VERSION = "1"
-FIELDS = (
-    "name", "step", "layer_structure", "activation_func", "is_layer_norm", "weight_initialization",
-    "sd_checkpoint", "sd_checkpoint_name", "activate_output", "use_dropout", "dropout_structure",
-    "last_layer_dropout", "optional_info",
-)
+FIELDS = METADATA_FIELDS  # the A1111 keys stored as JSON metadata (one list for both formats)
 _KEY_RE = re.compile(r"^(\d+)\.([kv])\.(.+)$")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
