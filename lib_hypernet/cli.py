@@ -432,7 +432,7 @@ def verify_file(path: str, digest: str | HypernetError | None = None) -> tuple[s
 
 
 def _named_parameters(hn: Hypernetwork) -> list[tuple[str, torch.Tensor]]:
-    found = []
+    found: list[tuple[str, torch.Tensor]] = []
     for width in hn.widths:
         for branch, module in zip("kv", hn.layers[width]):
             found += [(f"width {width} ({branch}) {name}", p) for name, p in module.named_parameters()]
@@ -769,7 +769,7 @@ def _interrupted() -> None:
 def _printable_output() -> Iterator[None]:
     """Let stdout/stderr print any file name: characters their encoding lacks (a cp1252 or ASCII
     console, a redirected Windows pipe) come out as ``\\xfc``-style escapes instead of raising."""
-    changed = []
+    changed: list[Any] = []
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None and getattr(stream, "errors", None) == "strict":

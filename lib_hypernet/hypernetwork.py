@@ -10,7 +10,7 @@ import numbers
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -404,7 +404,7 @@ def create(
         if not isinstance(value, bool):
             raise HypernetFormatError(f"{flag} must be True or False, got {value!r}")
     if use_dropout and dropout_structure not in (None, ""):
-        dropout: list[float] = _parse_structure(dropout_structure, "dropout_structure")  # type: ignore[arg-type]
+        dropout: list[float] = _parse_structure(dropout_structure, "dropout_structure")
         if len(dropout) != len(ls):
             raise HypernetFormatError(f"dropout_structure {dropout} must have as many entries as layer_structure {ls}")
         if any(not 0 <= p < 1 for p in dropout):
@@ -513,8 +513,9 @@ def _new_pair(
             raise HypernetFormatError(str(exc)) from exc
         module.to_empty(device="cpu")
         for layer in module.linear:
-            if type(layer) not in (torch.nn.Linear, torch.nn.LayerNorm) and hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()  # e.g. PReLU's weight (0.25)
+            reset = getattr(layer, "reset_parameters", None)
+            if type(layer) not in (torch.nn.Linear, torch.nn.LayerNorm) and callable(reset):
+                reset()  # e.g. PReLU's weight (0.25)
         _initialise(module, weight_initialization, activation_func)
         module.requires_grad_(False)
         modules.append(module)
@@ -542,13 +543,14 @@ def _parse_structure(value: Sequence[float] | str, what: str) -> list[float]:
 
 def _initialise(module: HypernetworkModule, scheme: str, activation_func: str | None) -> None:
     """A1111's initialisation: every LayerNorm and 'Normal' Linear get N(0, 0.01) weights and zero bias."""
-    nonlinearity = "leaky_relu" if activation_func == "leakyrelu" else "relu"
+    nonlinearity: Literal["leaky_relu", "relu"] = "leaky_relu" if activation_func == "leakyrelu" else "relu"
     init = torch.nn.init
     with torch.no_grad():
         for layer in module.linear:
-            if type(layer) not in (torch.nn.Linear, torch.nn.LayerNorm):
+            if not (type(layer) is torch.nn.Linear or type(layer) is torch.nn.LayerNorm):
                 continue
             weight, bias = layer.weight, layer.bias
+            assert isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor)
             if scheme == "Normal" or type(layer) is torch.nn.LayerNorm:
                 init.normal_(weight, mean=0.0, std=0.01)
             elif scheme == "XavierUniform":

@@ -102,11 +102,11 @@ class _Pickler(pickle.Pickler):
             ref, dtype, _ = known
             if dtype != data.dtype:
                 raise TypeError("cannot write tensors that view the same storage as different dtypes")
-        args = (ref, data.storage_offset(), tuple(data.size()), tuple(data.stride()), bool(tensor.requires_grad),
+        args: tuple[Any, ...] = (ref, data.storage_offset(), tuple(data.size()), tuple(data.stride()), bool(tensor.requires_grad),
                 OrderedDict())
         if type(tensor) is torch.nn.Parameter:
-            rebuilt = (torch._utils._rebuild_tensor_v2, (*args[:4], False, OrderedDict()))
-            return torch._utils._rebuild_parameter, (_Rebuilt(*rebuilt), bool(tensor.requires_grad), OrderedDict())
+            inner = _Rebuilt(torch._utils._rebuild_tensor_v2, (*args[:4], False, OrderedDict()))
+            return torch._utils._rebuild_parameter, (inner, bool(tensor.requires_grad), OrderedDict())
         return torch._utils._rebuild_tensor_v2, args
 
 
