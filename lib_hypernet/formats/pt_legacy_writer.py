@@ -123,10 +123,13 @@ class _Rebuilt:
         return self.func, self.args
 
 
-def _storage_bytes(tensor: torch.Tensor) -> bytes:
+def _storage_bytes(tensor: torch.Tensor) -> memoryview:
+    """The bytes of the tensor's whole (CPU) storage, without copying them."""
     storage = tensor.untyped_storage()
     nbytes = storage.nbytes()
-    return ctypes.string_at(storage.data_ptr(), nbytes) if nbytes else b""
+    if not nbytes:
+        return memoryview(b"")
+    return memoryview((ctypes.c_char * nbytes).from_address(storage.data_ptr())).cast("B")
 
 
 def _canonical(obj: Any) -> Any:
