@@ -99,3 +99,27 @@ def test_console_script_runs_the_cli() -> None:
     import lib_hypernet.__main__ as entry
 
     assert callable(getattr(entry, function))
+
+
+_IMPORT_PROBE = """
+import json, sys
+import lib_hypernet
+light = "torch" not in sys.modules
+for name in lib_hypernet._LAZY:
+    getattr(lib_hypernet, name)
+forbidden = ("modules", "gradio", "launch", "fastapi")
+print(json.dumps({"light": light, "bad": sorted(m for m in sys.modules if m.split(".")[0] in forbidden),
+                  "all": sorted(set(lib_hypernet.__all__) - set(dir(lib_hypernet)))}))
+"""
+
+
+def test_lazy_names_resolve_without_webui_modules() -> None:
+    """``import lib_hypernet`` loads nothing heavy (so the CLI can answer Ctrl-C at start-up); resolving every
+    exported name still pulls in neither the webui nor gradio."""
+    import json
+
+    result = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], cwd=REPO_ROOT, capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin"}, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"light": True, "bad": [], "all": []}

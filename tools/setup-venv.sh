@@ -14,7 +14,7 @@ want=$(cat requirements.txt requirements-test.txt tools/setup-venv.sh | sha256su
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
   torch_pin=$(grep -E '^torch==' requirements-test.txt)
-  echo "setup-venv: installing $torch_pin (CPU build; a large download the first time)…" >&2
+  echo "setup-venv: installing $torch_pin (a large download the first time)…" >&2
   "${pip[@]}" "$torch_pin"
   echo "setup-venv: installing the test requirements: $(grep -vE '^\s*(#|-r|$)' requirements-test.txt requirements.txt \
     | sed 's/^[^:]*://' | grep -v '^torch==' | tr '\n' ' ')…" >&2
