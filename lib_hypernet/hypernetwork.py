@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import numbers
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from . import formats
 from .activations import UnusableActivationError
 from .errors import ActivationError, HypernetError, HypernetFormatError
-from .module import HypernetworkModule, fix_old_state_dict, parse_dropout_structure
+from .fields import METADATA_FIELDS
+from .module import MAX_WIDTH, HypernetworkModule, fix_old_state_dict, layer_widths, parse_dropout_structure
 
 log = logging.getLogger(__name__)
 
 WEIGHT_INITIALIZATIONS = ("Normal", "XavierUniform", "XavierNormal", "KaimingUniform", "KaimingNormal")
 
-# File keys (and attribute names) of the metadata A1111 writes, in its order.
-METADATA_FIELDS = (
-    "step", "name", "layer_structure", "activation_func", "is_layer_norm", "weight_initialization",
-    "sd_checkpoint", "sd_checkpoint_name", "activate_output", "use_dropout", "dropout_structure",
-    "last_layer_dropout", "optional_info",
-)
 _KNOWN_STR_KEYS = frozenset(METADATA_FIELDS) | {"source_sha256"}
 
 
@@ -139,8 +135,19 @@ class Hypernetwork:
         return raw
 
     def save(self, path: str | os.PathLike[str], *, source_sha256: str | None = None) -> None:
-        """Write atomically; ``.pt`` (A1111-loadable on any torch) or ``.safetensors`` by suffix."""
-        formats.write_raw(path, self.state_dict(), source_sha256=source_sha256 or self.source_sha256)
+        """Write atomically; ``.pt`` (A1111-loadable on any torch) or ``.safetensors`` by suffix.
+
+        The same object always gives the same bytes.  What :func:`load` would refuse (no layers,
+        weights that do not fit the structure, NaN weights, metadata of the wrong type) is refused
+        here with a :class:`~lib_hypernet.HypernetFormatError` naming ``path``, and nothing is written.
+        """
+        formats.format_of(path)
+        raw = self.state_dict()
+        try:
+            from_state_dict(raw, path=os.fspath(path))  # exactly the checks load() makes
+        except HypernetFormatError as exc:
+            raise type(exc)(f"not saved, because the file could not be loaded back: {exc.reason}", path) from exc
+        formats.write_raw(path, raw, source_sha256=source_sha256 or self.source_sha256)
 
     def __repr__(self) -> str:
         return (
@@ -353,6 +360,10 @@ def _build_module(
 
 
 # --------------------------------------------------------------------- creating
+MAX_CREATE_BYTES = 4 * 1024**3
+"""The largest hypernetwork :func:`create` builds by default (as a float32 file); real ones are far smaller."""
+
+
 def create(
     name: str,
     sizes: Iterable[int] = (768, 320, 640, 1280),
@@ -365,17 +376,35 @@ def create(
     activate_output: bool = False,
     optional_info: str | None = None,
     seed: int | None = None,
+    *,
+    max_bytes: int | None = MAX_CREATE_BYTES,
 ) -> Hypernetwork:
     """A new hypernetwork with A1111's creation options and initialisation.
 
     ``layer_structure``/``dropout_structure`` accept lists or A1111's comma
     strings (``"1, 2, 1"``).  As in A1111, ``dropout_structure`` is used only
     with ``use_dropout`` and is all zeros otherwise.  ``seed`` makes the
-    initial weights reproducible.  Nothing is written to disk.
+    initial weights (and so the saved file) reproducible.  Nothing is written to disk.
+
+    Every argument is checked before anything is allocated: a bad one raises
+    :class:`~lib_hypernet.HypernetFormatError` (a ``ValueError``; :class:`~lib_hypernet.ActivationError`
+    for the activation), as does a network whose float32 weights would exceed ``max_bytes``
+    (``None``: no limit).
     """
+    if not isinstance(name, str):
+        raise HypernetFormatError(f"name must be a string, got {name!r}")
+    widths = _parse_sizes(sizes)
     ls = _parse_structure(layer_structure, "layer_structure")
+    if len(ls) < 2 or ls[0] != 1 or ls[-1] != 1:
+        raise HypernetFormatError(f"layer_structure must start and end with 1 (e.g. 1, 2, 1), got {_listed(ls)}")
+    if any(not x > 0 for x in ls):
+        raise HypernetFormatError(f"layer_structure entries must be positive, got {_listed(ls)}")
+    for flag, value in (("is_layer_norm", is_layer_norm), ("use_dropout", use_dropout),
+                        ("activate_output", activate_output)):
+        if not isinstance(value, bool):
+            raise HypernetFormatError(f"{flag} must be True or False, got {value!r}")
     if use_dropout and dropout_structure not in (None, ""):
-        dropout: list[float] = _parse_structure(dropout_structure, "dropout_structure")  # type: ignore[arg-type]
+        dropout: list[float] = _parse_structure(dropout_structure, "dropout_structure")
         if len(dropout) != len(ls):
             raise HypernetFormatError(f"dropout_structure {dropout} must have as many entries as layer_structure {ls}")
         if any(not 0 <= p < 1 for p in dropout):
@@ -386,14 +415,27 @@ def create(
         raise HypernetFormatError(
             f"unknown weight_initialization {weight_initialization!r}; use one of {', '.join(WEIGHT_INITIALIZATIONS)}"
         )
-    widths = sorted({int(s) for s in sizes})
-    if not widths:
-        raise HypernetFormatError("a hypernetwork needs at least one module size (e.g. 768)")
+    if activation_func is not None and not isinstance(activation_func, str):
+        raise ActivationError(f"activation_func must be a name such as 'relu' or None, got {activation_func!r}")
+    if optional_info is not None and not isinstance(optional_info, str):
+        raise HypernetFormatError(f"optional_info must be a string or None, got {optional_info!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise HypernetFormatError(f"seed must be a whole number or None, got {seed!r}")
+    for width in widths:
+        if min(layer_widths(width, ls)) < 1:
+            raise HypernetFormatError(f"layer_structure {_listed(ls)} gives a layer of width 0 for size {width}")
+    params = estimate_parameters(widths, ls, is_layer_norm)
+    if max_bytes is not None and params * 4 > max_bytes:
+        raise HypernetFormatError(
+            f"sizes {', '.join(map(str, widths))} with layer_structure {_listed(ls)} would make "
+            f"{params:,} parameters, a {_gib(params * 4)} file (the limit is {_gib(max_bytes)}); "
+            "Stable Diffusion's sizes are 320 to 2048 (SD1: 768, 320, 640, 1280)"
+        )
     layers = {}
     rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
     with rng:
         if seed is not None:
-            torch.manual_seed(seed)
+            torch.manual_seed(int(seed))
         for width in widths:
             layers[width] = _new_pair(width, ls, activation_func, weight_initialization, is_layer_norm,
                                       activate_output, dropout)
@@ -410,6 +452,43 @@ def create(
         last_layer_dropout=len(dropout) >= 2 and dropout[-2] != 0,
         optional_info=optional_info,
     )
+
+
+def estimate_parameters(sizes: Iterable[int], layer_structure: Sequence[float], is_layer_norm: bool = False) -> int:
+    """The parameter count of the k and v modules of all ``sizes`` (without building them).
+
+    Counts Linear weights and biases and LayerNorm weights and biases; a parametric activation
+    (PReLU: one weight) adds a negligible few.
+    """
+    total = 0
+    for size in sizes:
+        dims = layer_widths(size, layer_structure)
+        for d_in, d_out in itertools.pairwise(dims):
+            total += d_in * d_out + d_out + (2 * d_out if is_layer_norm else 0)
+    return 2 * total
+
+
+def _parse_sizes(sizes: Iterable[int]) -> list[int]:
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+        raise HypernetFormatError(f"sizes must be a list of whole numbers such as [768, 320, 640, 1280], got {sizes!r}")
+    values = list(sizes)
+    for size in values:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise HypernetFormatError(f"sizes must be whole numbers such as 768, got {size!r} in {values!r}")
+        if not 1 <= size <= MAX_WIDTH:
+            raise HypernetFormatError(f"sizes must be positive widths such as 768, got {size!r} in {values!r}")
+    widths = sorted({int(s) for s in values})
+    if not widths:
+        raise HypernetFormatError("a hypernetwork needs at least one module size (e.g. 768)")
+    return widths
+
+
+def _listed(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{x:g}" for x in values) + "]"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:,.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:,.1f} MiB"
 
 
 def _new_pair(
@@ -434,8 +513,9 @@ def _new_pair(
             raise HypernetFormatError(str(exc)) from exc
         module.to_empty(device="cpu")
         for layer in module.linear:
-            if type(layer) not in (torch.nn.Linear, torch.nn.LayerNorm) and hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()  # e.g. PReLU's weight (0.25)
+            reset = getattr(layer, "reset_parameters", None)
+            if type(layer) not in (torch.nn.Linear, torch.nn.LayerNorm) and callable(reset):
+                reset()  # e.g. PReLU's weight (0.25)
         _initialise(module, weight_initialization, activation_func)
         module.requires_grad_(False)
         modules.append(module)
@@ -443,9 +523,18 @@ def _new_pair(
 
 
 def _parse_structure(value: Sequence[float] | str, what: str) -> list[float]:
+    """A1111's comma string (``"1, 2, 1"``) or a sequence of real numbers, as floats."""
     try:
-        items = [float(x.strip()) for x in value.split(",")] if isinstance(value, str) else [float(x) for x in value]
-    except ValueError as exc:
+        if isinstance(value, str):
+            items = [float(x.strip()) for x in value.split(",")]
+        else:
+            if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+                raise TypeError
+            listed = list(value)
+            if any(isinstance(x, bool) or not isinstance(x, numbers.Real) for x in listed):
+                raise TypeError
+            items = [float(x) for x in listed]
+    except (ValueError, TypeError) as exc:
         raise HypernetFormatError(f"{what} must be numbers separated by commas, got {value!r}") from exc
     if any(not math.isfinite(x) for x in items):
         raise HypernetFormatError(f"{what} must be finite numbers, got {value!r}")
@@ -454,13 +543,14 @@ def _parse_structure(value: Sequence[float] | str, what: str) -> list[float]:
 
 def _initialise(module: HypernetworkModule, scheme: str, activation_func: str | None) -> None:
     """A1111's initialisation: every LayerNorm and 'Normal' Linear get N(0, 0.01) weights and zero bias."""
-    nonlinearity = "leaky_relu" if activation_func == "leakyrelu" else "relu"
+    nonlinearity: Literal["leaky_relu", "relu"] = "leaky_relu" if activation_func == "leakyrelu" else "relu"
     init = torch.nn.init
     with torch.no_grad():
         for layer in module.linear:
-            if type(layer) not in (torch.nn.Linear, torch.nn.LayerNorm):
+            if not (type(layer) is torch.nn.Linear or type(layer) is torch.nn.LayerNorm):
                 continue
             weight, bias = layer.weight, layer.bias
+            assert isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor)
             if scheme == "Normal" or type(layer) is torch.nn.LayerNorm:
                 init.normal_(weight, mean=0.0, std=0.01)
             elif scheme == "XavierUniform":

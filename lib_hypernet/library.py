@@ -22,7 +22,7 @@ from typing import Any
 from .errors import HypernetError, HypernetNotFoundError, UnsafeFileError
 from .formats import SUFFIXES, format_of
 from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
-from .hashing import HashCache
+from .hashing import SHORTHASH_LENGTH, HashCache
 from .hypernetwork import Hypernetwork, load
 from .module import layer_widths
 
@@ -215,11 +215,7 @@ class HypernetLibrary:
         return self.hash_cache.sha256(file.path, progress)
 
     def shorthash(self, file: HypernetFile) -> str:
-        return self.sha256(file)[:10]
-
-    def cached_shorthash(self, file: HypernetFile) -> str | None:
-        value = self.hash_cache.get(file.path)
-        return value[:10] if value else None
+        return self.sha256(file)[:SHORTHASH_LENGTH]
 
     def find_by_hash(self, prefix: str) -> list[HypernetFile]:
         """Files whose sha256 (or, for converted ``.safetensors``, whose source ``.pt``'s) starts with ``prefix``.
@@ -262,7 +258,7 @@ class HypernetLibrary:
         if with_hash:
             try:
                 digest = self.sha256(file)
-                info["sha256"], info["shorthash"] = digest, digest[:10]
+                info["sha256"], info["shorthash"] = digest, digest[:SHORTHASH_LENGTH]
             except HypernetError as exc:
                 info.setdefault("error", exc.reason)
         return info

@@ -15,7 +15,13 @@ from typing import Any
 
 from .errors import HypernetError, HypernetFileError
 from .formats import read_torch_file, write_torch_file
-from .hashing import LEGACY_HASH_OF_SMALL_FILES, legacy_hash_is_meaningful, legacy_model_hash, sha256
+from .hashing import (
+    LEGACY_HASH_OF_SMALL_FILES,
+    SHORTHASH_LENGTH,
+    legacy_hash_is_meaningful,
+    legacy_model_hash,
+    sha256,
+)
 
 DEFAULT_OPTIMIZER = "AdamW"
 
@@ -67,7 +73,7 @@ def load_optimizer_state(pt_path: str | os.PathLike[str], pt_sha256: str | None 
         full = pt_sha256 or sha256(pt_path)
     except HypernetFileError as exc:
         return OptimizerState("unreadable", f"cannot hash the hypernetwork file: {exc.reason}", stored_hash=stored)
-    expected = full[:10]
+    expected = full[:SHORTHASH_LENGTH]
     if not isinstance(stored, str) or not stored:
         return OptimizerState("stale", "the optimizer state stores no hash, so it cannot be matched to this file",
                               stored_hash=None, expected_hash=expected)
@@ -98,7 +104,7 @@ def save_optimizer_state(
     pt_path: str | os.PathLike[str], optimizer_state_dict: dict[str, Any], optimizer_name: str = DEFAULT_OPTIMIZER
 ) -> str:
     """Write ``<pt_path>.optim`` for the ``.pt`` now on disk (hashing that file); returns the stored hash."""
-    stored = sha256(pt_path)[:10]
+    stored = sha256(pt_path)[:SHORTHASH_LENGTH]
     write_torch_file(
         optim_path(pt_path),
         {"optimizer_name": optimizer_name, "hash": stored, "optimizer_state_dict": optimizer_state_dict},

@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 import safetensors.torch
-import torch
 
 import lib_hypernet
-from lib_hypernet.formats import safetensors_v1
+from lib_hypernet.formats import pt_legacy_writer, safetensors_v1
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ def _partial_torch_save_oserror(obj: Any, f: Any, *args: Any, **kwargs: Any) -> 
 @pytest.mark.parametrize("writer", [_partial_torch_save, _partial_torch_save_oserror], ids=["runtime", "enospc"])
 def test_pt_write_fails_midway(writer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path, before = _existing(tmp_path, ".pt")
-    monkeypatch.setattr(torch, "save", writer)
+    monkeypatch.setattr(pt_legacy_writer, "save_legacy", writer)
     with pytest.raises((RuntimeError, lib_hypernet.HypernetError)) as info:
         _hn(2).save(path)
     if isinstance(info.value, OSError):
@@ -140,7 +139,7 @@ def test_replace_fails(suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_failed_first_save_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch, "save", _partial_torch_save)
+    monkeypatch.setattr(pt_legacy_writer, "save_legacy", _partial_torch_save)
     with pytest.raises(RuntimeError):
         _hn(2).save(tmp_path / "new.pt")
     assert os.listdir(tmp_path) == []
@@ -152,7 +151,7 @@ def test_optimizer_state_save_is_atomic(tmp_path: Path, monkeypatch: pytest.Monk
     lib_hypernet.save_optimizer_state(pt, {"state": {}, "param_groups": []})
     optim = Path(lib_hypernet.optim_path(pt))
     before = optim.read_bytes()
-    monkeypatch.setattr(torch, "save", _partial_torch_save)
+    monkeypatch.setattr(pt_legacy_writer, "save_legacy", _partial_torch_save)
     with pytest.raises(RuntimeError):
         lib_hypernet.save_optimizer_state(pt, {"state": {"x": 1}, "param_groups": []})
     monkeypatch.undo()

@@ -183,11 +183,8 @@ def _run_install(tmp_path, missing: str = "") -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_install_py_installs_nothing_when_present(tmp_path):
-    calls = _run_install(tmp_path)
-    assert [c for c in calls if c[0] == "run_pip"] == []
-    assert {c[1] for c in calls if c[0] == "is_installed"} <= {"torch", "safetensors"}
-    # only a missing package is installed
-    calls = _run_install(tmp_path, missing="safetensors")
-    pip = [c for c in calls if c[0] == "run_pip"]
-    assert len(pip) == 1 and "safetensors" in pip[0][1] and pip[0][1].startswith("install")
+def test_install_py_installs_nothing(tmp_path):
+    """A true no-op: the webui owns torch and ships safetensors, so nothing is installed even when "missing"."""
+    assert _run_install(tmp_path) == []
+    assert _run_install(tmp_path, missing="torch") == []
+    assert _run_install(tmp_path, missing="safetensors") == []

@@ -3,7 +3,8 @@
 Reading never executes code from the file (allow-list check, then
 ``torch.load(weights_only=True)``).  Writing uses torch's legacy (non-zip)
 serialization, because A1111 1.10.1's restricted loader rejects the
-``.format_version``/``.storage_alignment`` zip entries newer torch writes.
+``.format_version``/``.storage_alignment`` zip entries newer torch writes,
+through our own byte-reproducible writer (:mod:`.pt_legacy_writer`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from .._compat import safe_globals
 from ..errors import HypernetFileError, HypernetFormatError, UnsafeFileError
 from ..fileio import atomic_write
+from . import pt_legacy_writer
 from .safe_unpickle import check_torch_file
 
 
@@ -59,5 +61,9 @@ def read_torch_file(path: str | os.PathLike[str]) -> Any:
 
 
 def write_torch_file(path: str | os.PathLike[str], obj: Any) -> None:
-    """Atomically ``torch.save`` ``obj`` in the legacy format every A1111 version (and torch) loads."""
-    atomic_write(path, lambda f: torch.save(obj, f, _use_new_zipfile_serialization=False))
+    """Atomically write ``obj`` in torch's legacy format, which every A1111 version (and torch) loads.
+
+    Byte-reproducible: the same object gives the same bytes in every process (see
+    :mod:`~lib_hypernet.formats.pt_legacy_writer`).
+    """
+    atomic_write(path, lambda f: pt_legacy_writer.save_legacy(obj, f))

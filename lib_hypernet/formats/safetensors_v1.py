@@ -33,15 +33,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 
 from ..errors import HypernetFileError, HypernetFormatError
+from ..fields import METADATA_FIELDS
 from ..fileio import atomic_write
 
 FORMAT_MARKER = "a1111-hypernetwork"
 FORMAT_VERSION = "1"
-FIELDS = (
-    "name", "step", "layer_structure", "activation_func", "is_layer_norm", "weight_initialization",
-    "sd_checkpoint", "sd_checkpoint_name", "activate_output", "use_dropout", "dropout_structure",
-    "last_layer_dropout", "optional_info",
-)
+FIELDS = METADATA_FIELDS  # the A1111 keys stored as JSON metadata (one list for both formats)
 _KEY_RE = re.compile(r"^(\d+)\.([kv])\.(.+)$")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -123,5 +120,15 @@ def write_safetensors(path: str | os.PathLike[str], raw: dict[Any, Any], source_
             metadata[key] = json.dumps(value)
     if source_sha256:
         metadata["source_sha256"] = source_sha256
-    data = safetensors_save(tensors, metadata=metadata)
+    data = _canonical_header(safetensors_save(tensors, metadata=metadata))
     atomic_write(path, lambda f: f.write(data))
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """``data`` with its JSON header re-written with sorted keys and no spaces (the serialiser's key
+    order is random), padded with spaces to a multiple of 8 bytes; the tensor bytes are unchanged."""
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_len])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + header_len :]
