@@ -91,7 +91,7 @@ def row_of(desc: FileDescription) -> list[Any]:
 
 
 def matches(desc: FileDescription, query: str) -> bool:
-    """Every word of ``query`` appears in the file's name, path, hash, SD version, activation, base model or info."""
+    """Every word of ``query`` appears in the file's name, path, hash, SD version, activation, base model, step or info."""
     words = query.casefold().split()
     if not words:
         return True
@@ -99,6 +99,7 @@ def matches(desc: FileDescription, query: str) -> bool:
         str(x) for x in (
             desc.name, desc.relpath, desc.format, desc.sd_version, desc.activation_func, desc.sha256,
             desc.sd_checkpoint, desc.sd_checkpoint_name, desc.internal_name, desc.optional_info,
+            f"step {desc.step}" if desc.step else "",
             "unsafe" if desc.safe is False else "", "error" if desc.error else "",
         ) if x
     ).casefold()
