@@ -106,7 +106,7 @@ def test_changed_file_is_reloaded(app):
 
 
 def test_memory_limit_bounds_the_cache(app):
-    library = wu.ext().EXTENSION.library
+    library = wu.extension().library
     for name, seed in (("a", 31), ("b", 32), ("c", 33)):
         wu.write_hn(name, seed=seed)
     shared.opts.set("hypernet_memory_limit", 1)

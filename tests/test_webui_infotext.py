@@ -145,7 +145,7 @@ def test_sd_hypernetwork_setting(app):
     batches = wu.gen("a cat", n_iter=2)
     assert [text.split("\n")[0] for text in batches.infotexts] == ["a cat<hypernet:x:0.7>"] * 2
     # the other default-strength choice gives 1
-    shared.opts.set("hypernet_default_strength", wu.ext().DEFAULT_STRENGTH_CHOICES[1])
+    shared.opts.set("hypernet_default_strength", wu.webui_settings.DEFAULT_STRENGTH_CHOICES[1])
     assert wu.same(wu.gen("a cat"), wu.gen("a cat<hypernet:x:1>"))
     assert errors.records == []
 

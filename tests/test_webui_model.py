@@ -28,7 +28,7 @@ def test_hooks_are_on_the_real_ldm_unet(app):
 
     unet = wu.unet()
     assert type(unet) is UNetModel
-    assert wu.lib_hypernet.install(unet) is wu.ext().EXTENSION.handle
+    assert wu.lib_hypernet.install(unet) is wu.extension().handle
     assert wu.hooks_left() == []  # idle: nothing attached
 
     seen = []
@@ -74,7 +74,7 @@ def test_vae_and_same_config_checkpoint_changes(app):
 
     wu.webui.change_checkpoint("stub-other")
     assert shared.sd_model is model  # same object, new weights
-    assert wu.lib_hypernet.install(wu.unet()) is wu.ext().EXTENSION.handle
+    assert wu.lib_hypernet.install(wu.unet()) is wu.extension().handle
     none = wu.gen()
     tagged = wu.gen(TAGGED)
     assert not wu.same(tagged, none)
@@ -95,7 +95,7 @@ def test_full_model_change_to_another_config(app):
     tagged = wu.gen("<hypernet:x2:0.8>a cat")
     assert not wu.same(tagged, none)
     assert wu.comments(tagged) == []
-    assert wu.lib_hypernet.install(wu.unet()) is wu.ext().EXTENSION.handle
+    assert wu.lib_hypernet.install(wu.unet()) is wu.extension().handle
     # the SD1 hypernetwork on the SD2 model: its 768 modules match nothing
     sd1_on_sd2 = wu.gen(TAGGED)
     assert any("self-attention only" in c or "matched no attention layer" in c for c in wu.comments(sd1_on_sd2))
@@ -140,7 +140,7 @@ def test_model_load_dummy_p(tmp_path):
     try:
         wu.write_hn("x", seed=1)
         wu.start(model_load="late", settings={"sd_hypernetwork": "x"})
-        prepared = wu.ext().EXTENSION.prepared  # set by the dummy-p activation of the registered network
+        prepared = wu.extension().prepared  # set by the dummy-p activation of the registered network
         assert prepared is not None and prepared.stack == [] and prepared.messages == []
         assert errors.records == []
         assert extra_networks_hypernet.activations == []

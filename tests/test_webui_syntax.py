@@ -28,7 +28,7 @@ def test_stripped_prompts_are_equal():
 
 def test_registration_replaces_the_builtin_also_after_reload_ui(app):
     network = extra_networks.extra_network_registry["hypernet"]
-    assert isinstance(network, wu.ext().ExtraNetworkHypernet)
+    assert isinstance(network, wu.a1111.ExtraNetworkHypernet)
     assert not getattr(network, "builtin", False)
     assert wu.attention_widths() == list(wu.SD1_TINY_WIDTHS)
 
@@ -38,7 +38,7 @@ def test_registration_replaces_the_builtin_also_after_reload_ui(app):
 
     wu.webui.reload_ui()
     network = extra_networks.extra_network_registry["hypernet"]
-    assert isinstance(network, wu.ext().ExtraNetworkHypernet)  # the re-executed script's class
+    assert isinstance(network, wu.a1111.ExtraNetworkHypernet)  # the class the re-executed script registered
     assert not getattr(network, "builtin", False)
     after = wu.gen("<hypernet:x:0.8>a cat")
     assert wu.same(after, before)
@@ -63,8 +63,7 @@ def test_default_strength_settings(app):
     assert wu.same(plain, wu.gen("<hypernet:x:0.5>a cat"))
     assert not wu.same(plain, wu.gen("<hypernet:x:1>a cat"))
 
-    ext = wu.ext()
-    shared.opts.set("hypernet_default_strength", ext.DEFAULT_STRENGTH_CHOICES[1])  # "1.0 (like A1111's …)"
+    shared.opts.set("hypernet_default_strength", wu.webui_settings.DEFAULT_STRENGTH_CHOICES[1])  # "1.0 (like A1111's …)"
     assert wu.same(wu.gen("<hypernet:x>a cat"), wu.gen("<hypernet:x:1>a cat"))
 
 

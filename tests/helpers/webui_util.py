@@ -24,6 +24,8 @@ import webui  # noqa: E402  (the stand-in's harness)
 from modules import paths, script_loading, shared  # noqa: E402
 
 import lib_hypernet  # noqa: E402
+from lib_hypernet.webui import a1111  # noqa: E402  (the A1111 host adapter the entry script registers)
+from lib_hypernet.webui import settings as webui_settings  # noqa: E402, F401  (for the tests)
 
 EXTENSION_SCRIPT = str(REPO_ROOT / "scripts" / "sd_webui_hypernet.py")
 SD1_TINY_WIDTHS = (32, 64, 768)  # to_k.in_features of the stand-in's "sd1-tiny" UNet (checked by a test)
@@ -60,6 +62,11 @@ def running(
 def ext() -> Any:
     """The extension's script module as the stand-in executed it (re-executed by Reload UI)."""
     return script_loading.loaded_scripts[EXTENSION_SCRIPT]
+
+
+def extension() -> Any:
+    """The extension's state of the current script load (``lib_hypernet.webui.extension.HypernetExtension``)."""
+    return a1111.current()
 
 
 def unet() -> torch.nn.Module:

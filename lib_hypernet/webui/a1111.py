@@ -1,0 +1,86 @@
+"""A1111 1.10.x: ``<hypernet:…>`` as an extra network, an always-on script, and the webui callbacks.
+
+The model hook is :func:`lib_hypernet.install`'s handle on ``sd_model.model.diffusion_model``
+(forward pre-hooks on the attention layers' ``to_k``/``to_v`` while something is active); it is
+removed in ``on_script_unloaded``.  The webui itself drops the callbacks on reload.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from modules import extra_networks, script_callbacks, scripts
+
+from . import routes, settings
+from .extension import HypernetExtension
+
+log = logging.getLogger(__name__)
+
+EXTENSION: HypernetExtension | None = None
+"""The state of the current script load (a new one each time the webui runs the entry script)."""
+
+
+def current() -> HypernetExtension:
+    if EXTENSION is None:
+        raise RuntimeError("sd-webui-hypernet is not registered with the webui")
+    return EXTENSION
+
+
+class ExtraNetworkHypernet(extra_networks.ExtraNetwork):
+    """``<hypernet:name:strength:…>``: replaces the webui's built-in handler of the same name."""
+
+    def __init__(self, extension: HypernetExtension) -> None:
+        super().__init__("hypernet")
+        self.extension = extension
+
+    def activate(self, p: Any, params_list: list[Any]) -> None:
+        try:
+            self.extension.activate(p, params_list)
+        except Exception:  # never let the webui fall back to stale hypernetworks
+            log.exception("hypernetworks: activation failed; generating without hypernetworks")
+            if self.extension.handle is not None:
+                self.extension.handle.deactivate()
+
+    def deactivate(self, p: Any) -> None:
+        try:
+            self.extension.deactivate(p)
+        except Exception:
+            log.exception("hypernetworks: deactivation failed")
+
+
+class HypernetScript(scripts.Script):
+    """Always-on: makes sure nothing stays applied after a generation."""
+
+    def title(self) -> str:
+        return "Hypernetworks"
+
+    def show(self, is_img2img: bool) -> Any:
+        return scripts.AlwaysVisible
+
+    def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
+        # The batch is sampled (hires pass included).  Report and unhook now: the webui calls deactivate
+        # only when the first-pass prompt has tags, and comments added in postprocess miss Processed.
+        current().deactivate(p)
+
+    def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
+        current().deactivate(p)
+
+
+def register() -> HypernetExtension:
+    """Register settings and callbacks for this script load; returns the new state."""
+    global EXTENSION
+    settings.register_settings()
+    extension = EXTENSION = HypernetExtension()
+
+    def on_before_ui() -> None:
+        extra_networks.register_extra_network(ExtraNetworkHypernet(extension))
+        extension.refresh()
+
+    script_callbacks.on_before_ui(on_before_ui)
+    script_callbacks.on_model_loaded(extension.attach)
+    script_callbacks.on_cfg_denoiser(extension.on_step)
+    script_callbacks.on_infotext_pasted(lambda text, params: extension.restore_pasted(params))
+    script_callbacks.on_script_unloaded(extension.unload)
+    script_callbacks.on_app_started(lambda demo, app: routes.add_routes(app, extension))
+    return extension

@@ -1,0 +1,175 @@
+"""The extension's state for one script load: the library of files, and the hook on the current UNet.
+
+Everything it decides is delegated to :mod:`lib_hypernet` (tags → stack, messages, infotext, the engine);
+this class only reads the webui's state and writes the results where the webui shows them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from typing import Any
+
+import torch
+from modules import shared
+
+import lib_hypernet
+from lib_hypernet import infotext
+from lib_hypernet.library import HypernetLibrary
+from lib_hypernet.service import CONTEXT_WIDTHS, HypernetService, Prepared
+
+from . import settings
+
+log = logging.getLogger(__name__)
+
+
+def unet_of(sd_model: Any) -> torch.nn.Module | None:
+    """The UNet an A1111-style model keeps at ``model.diffusion_model`` (None when it has none)."""
+    unet = getattr(getattr(sd_model, "model", None), "diffusion_model", None)
+    return unet if isinstance(unet, torch.nn.Module) else None
+
+
+def model_family(sd_model: Any) -> str | None:
+    for flag, family in (("is_sdxl", "SDXL"), ("is_sd2", "SD2"), ("is_sd1", "SD1")):
+        if getattr(sd_model, flag, False):
+            return family
+    unet = unet_of(sd_model)
+    width = getattr(unet, "context_dim", None) if unet is not None else None
+    return CONTEXT_WIDTHS.get(width) if isinstance(width, int) else None
+
+
+class HypernetExtension:
+    """The library of files, and the handle on the current model's UNet."""
+
+    def __init__(self) -> None:
+        self.library = HypernetLibrary(None, hash_cache=lib_hypernet.HashCache.load(settings.hash_cache_path()))
+        self.service = HypernetService(self.library)
+        self.handle: lib_hypernet.HypernetHandle | None = None
+        self._model_ref: weakref.ref[Any] | None = None
+        self.prepared: Prepared | None = None  # what the current activation applies
+
+    # -------------------------------------------------------------- files
+    def refresh(self) -> None:
+        self.library.root = os.path.abspath(settings.hypernetwork_dir())
+        self.library.set_memory_limit(int(settings.opt("hypernet_memory_limit", 3)))
+        self.library.refresh()
+        names = {name: f.path for name, f in self.library.files.items()}
+        shared.hypernetworks.clear()  # the "Add hypernetwork to prompt" dropdown lists these
+        shared.hypernetworks.update(names)
+
+    def ensure_refreshed(self) -> None:
+        if not self.library.refreshed:
+            self.refresh()
+
+    def save_hashes(self) -> None:
+        if self.library.hash_cache.dirty:
+            path = settings.hash_cache_path()
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                self.library.hash_cache.save(path)
+            except (OSError, lib_hypernet.HypernetError) as exc:
+                log.warning("hypernetworks: cannot save the hash cache: %s", exc)
+
+    # -------------------------------------------------------------- model
+    def attach(self, sd_model: Any) -> None:
+        """on_model_loaded: hook the new UNet; let go of a replaced one (keeping what was active)."""
+        unet = unet_of(sd_model)
+        previous = self.handle
+        if unet is None:
+            log.warning("hypernetworks: this model has no UNet at model.diffusion_model; hypernetworks are off")
+            return
+        handle = lib_hypernet.install(unet)
+        if previous is not None and previous is not handle:
+            stack = previous.stack
+            previous.remove()
+            if stack:
+                handle.activate(stack)
+        self.handle = handle
+        self._model_ref = weakref.ref(sd_model)
+
+    def current_handle(self) -> lib_hypernet.HypernetHandle | None:
+        sd_model = shared.sd_model
+        if sd_model is not None and (self._model_ref is None or self._model_ref() is not sd_model or self.handle is None):
+            self.attach(sd_model)
+        return self.handle
+
+    # -------------------------------------------------------------- generation
+    def activate(self, p: Any, params_list: list[Any]) -> None:
+        self.flush_report(p)
+        self.ensure_refreshed()
+        self.library.set_memory_limit(int(settings.opt("hypernet_memory_limit", 3)))
+        default = settings.default_strength()
+        tags = [list(params.items) for params in params_list]
+        self._add_setting_hypernetwork(p, tags, default)
+        prepared = self.service.prepare(tags, default_multiplier=default,
+                                        with_hashes=bool(settings.opt("hypernet_infotext_hashes", True)))
+        checkpoint = getattr(shared.sd_model, "sd_checkpoint_info", None)
+        prepared.messages += self.service.base_model_messages(
+            prepared, getattr(checkpoint, "shorthash", None), getattr(checkpoint, "model_name", None)
+        )
+        handle = self.current_handle()
+        if handle is None:
+            if prepared.stack:
+                prepared.messages.append("Hypernetworks not applied: no model is loaded")
+            self.prepared = None
+        else:
+            handle.compute_dtype = settings.compute_dtype()
+            handle.activate(prepared.stack)
+            self.prepared = prepared
+        if prepared.hashes and isinstance(getattr(p, "extra_generation_params", None), dict):
+            seen = getattr(p, "hypernet_hashes", None) or {}
+            seen.update({name: value for name, value in prepared.hashes if name not in seen})
+            p.hypernet_hashes = seen
+            p.extra_generation_params[infotext.KEY] = infotext.format_hashes(seen.items())
+        self.say(p, prepared.messages)
+        self.save_hashes()
+
+    def _add_setting_hypernetwork(self, p: Any, tags: list[list[Any]], default: float) -> None:
+        """The built-in "Add hypernetwork to prompt" setting (``sd_hypernetwork``)."""
+        name = settings.opt("sd_hypernetwork", "None")
+        if getattr(p, "all_prompts", None) is None:  # the webui's model-load dummy p: not a generation
+            return
+        if not name or name == "None" or any(items and items[0] == name for items in tags):
+            return
+        tags.append([name, default])
+        tag = f"<hypernet:{name}:{default:g}>"  # once, though activate runs per batch and for the hires pass
+        p.all_prompts = [prompt if prompt.endswith(tag) else prompt + tag for prompt in p.all_prompts]
+
+    def flush_report(self, p: Any) -> None:
+        """Turn what the last activation changed into messages (before it is replaced or deactivated)."""
+        handle, prepared = self.handle, self.prepared
+        if handle is None or prepared is None or not prepared.stack:
+            return
+        if handle.calls == 0:
+            return  # the model was not called since the activation: nothing to say yet
+        reports = handle.report(since_activate=True)
+        self.say(p, self.service.report_messages(prepared, reports, model_family(shared.sd_model)))
+
+    def deactivate(self, p: Any) -> None:
+        self.flush_report(p)
+        if self.handle is not None:
+            self.handle.deactivate()
+        self.prepared = None
+
+    def say(self, p: Any, messages: list[str]) -> None:
+        for message in messages:
+            log.warning("hypernetworks: %s", message)
+            if settings.opt("hypernet_warnings", True) and hasattr(p, "comment"):
+                p.comment(message)
+
+    def on_step(self, params: Any) -> None:
+        if self.handle is not None and self.handle.active:
+            self.handle.set_step(params.sampling_step, params.total_sampling_steps)
+
+    def restore_pasted(self, params: dict[str, Any]) -> None:
+        self.ensure_refreshed()
+        self.service.restore_pasted(params)
+        self.save_hashes()
+
+    def unload(self) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+        self.handle = None
+        self.prepared = None
+        self.save_hashes()
