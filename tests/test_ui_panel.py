@@ -107,7 +107,7 @@ def test_refresh_picks_up_new_files(panel: LibraryPanel, folder: Path, fixtures_
     shutil.copyfile(fixtures_dir / "act_tanh.pt", folder / "act_tanh.pt")
     _table, names, files, status = panel.on_refresh("", "name", False, None)
     assert "act_tanh" in names and "act_tanh" in files["choices"] and status.startswith("6 files")
-    assert panel.on_load("", "name", False, "act_tanh")[2]["value"] == "act_tanh"
+    assert panel.on_filter("", "name", False, "act_tanh")[2]["value"] == "act_tanh"
 
 
 # --------------------------------------------------------------------- detail and tag

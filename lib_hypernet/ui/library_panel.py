@@ -189,8 +189,8 @@ class LibraryPanel:
         self._view_out: list[Any] = []
 
     def fill_on_load(self, blocks: Any) -> None:
-        """Fill the table when the page loads (``blocks``: the Blocks the panel was built in)."""
-        blocks.load(self.on_load, self._view_in, self._view_out, queue=False)
+        """Rescan the folder and fill the table when the page loads (``blocks``: the Blocks the panel is in)."""
+        blocks.load(self.on_refresh, self._view_in, self._view_out, queue=False)
 
     # ------------------------------------------------------------------ table
     def view(self, query: str = "", sort: str = "name", descending: bool = False, selected: str | None = None) -> View:
@@ -221,7 +221,8 @@ class LibraryPanel:
     def _outputs(self, view: View) -> tuple[Any, list[str], Any, str]:
         return view.table, view.names, view.files, view.status
 
-    def on_load(self, query: str, sort: str, descending: bool, selected: str | None) -> tuple[Any, ...]:
+    def on_filter(self, query: str, sort: str, descending: bool, selected: str | None) -> tuple[Any, ...]:
+        """Search text, sort key or order changed: the same files, filtered and sorted again."""
         return self._outputs(self.view(query, sort, descending, selected))
 
     def on_refresh(self, query: str, sort: str, descending: bool, selected: str | None) -> tuple[Any, ...]:
@@ -388,7 +389,7 @@ def build_library_panel(source: LibrarySource, *, elem_prefix: str = "hypernet_l
     view_out = [table, names, selected, status]
     refresh.click(panel.on_refresh, view_in, view_out)
     for control in (search, sort, descending):
-        control.change(panel.on_load, view_in, view_out, queue=False)
+        control.change(panel.on_filter, view_in, view_out, queue=False)
     table.select(panel.on_select, [names], [selected], queue=False)
     selected.change(panel.on_file, [selected, strength], [detail, tag], queue=False)
     strength.change(panel.tag, [selected, strength], [tag], queue=False)
