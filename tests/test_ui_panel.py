@@ -303,3 +303,17 @@ def test_compat_helpers() -> None:
     assert compat.dropdown_choices([("a [hash]", "a")]) == (["a"] if compat.GRADIO_MAJOR < 4 else [("a [hash]", "a")])
     assert compat.update(value=1) == gr.update(value=1)
     assert list(compat.table_value(["a", "b"], []).columns) == ["a", "b"]
+
+
+def test_bench_library_runs(capsys) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_library.py"
+    spec = importlib.util.spec_from_file_location("bench_library", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--files", "12"]) == 0
+    out = capsys.readouterr().out
+    for label in ("first scan", "restart (warm", "panel build", "panel fill", "compute every hash"):
+        assert f"| {label}" in out, label
