@@ -19,7 +19,6 @@ folder, then measures:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -31,13 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import lib_hypernet  # noqa: E402
-from lib_hypernet.description_cache import DescriptionCache  # noqa: E402
-from lib_hypernet.library import HypernetLibrary  # noqa: E402
-
 
 def write_files(folder: Path, count: int) -> int:
     """``count`` small hypernetworks (widths 32/64, three activations); returns the total bytes."""
+    import lib_hypernet
+
     total = 0
     activations = ("relu", "tanh", "linear")
     for i in range(count):
@@ -65,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import gradio as gr
 
+    from lib_hypernet.description_cache import DescriptionCache
+    from lib_hypernet.library import HypernetLibrary
     from lib_hypernet.ui import LibraryPanel, LibrarySource, build_library_panel
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,6 +18,8 @@ import logging
 from .activations import ACTIVATIONS, creatable_activations
 from .apply import apply_hypernetworks
 from .convert import Conversion, convert_file
+from .description import FileDescription, ModelFacts, describe_file, sd_version_of_widths
+from .description_cache import DescriptionCache
 from .engine import EntryReport, HypernetHandle, install
 from .errors import (
     ActivationError,
@@ -49,7 +51,9 @@ __all__ = [
     "WEIGHT_INITIALIZATIONS",
     "ActivationError",
     "Conversion",
+    "DescriptionCache",
     "EntryReport",
+    "FileDescription",
     "HashCache",
     "HypernetError",
     "HypernetFile",
@@ -62,6 +66,7 @@ __all__ = [
     "HypernetService",
     "Hypernetwork",
     "HypernetworkModule",
+    "ModelFacts",
     "OptimizerState",
     "Strength",
     "TagError",
@@ -74,6 +79,7 @@ __all__ = [
     "convert_file",
     "creatable_activations",
     "create",
+    "describe_file",
     "format_of",
     "format_tag",
     "from_state_dict",
@@ -85,6 +91,7 @@ __all__ = [
     "parse_dropout_structure",
     "parse_items",
     "save_optimizer_state",
+    "sd_version_of_widths",
     "sha256",
     "shorthash",
 ]

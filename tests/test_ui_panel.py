@@ -39,7 +39,7 @@ def panel(folder: Path) -> LibraryPanel:
 
 
 def _rows(view) -> list[list]:
-    return view.table.values.tolist()
+    return view.table["data"]
 
 
 def _names(view) -> list[str]:
@@ -57,7 +57,7 @@ class Progress:
 # --------------------------------------------------------------------- table
 def test_view_lists_every_file_with_all_columns(panel: LibraryPanel, folder: Path) -> None:
     view = panel.view()
-    assert list(view.table.columns) == list(COLUMNS)
+    assert view.table["headers"] == list(COLUMNS)
     assert _names(view) == ["act_gelu", "act_relu", "dims_24_32_48_meta", "legacy_novelai", "optim_fresh_a"]
     assert view.names == _names(view)
     row = dict(zip(COLUMNS, _rows(view)[2]))
@@ -167,7 +167,7 @@ def test_hash_missing_with_progress(panel: LibraryPanel) -> None:
     *view, message = panel.on_hash("", "name", False, None, progress=progress)
     assert message == "Hashed 5 files."
     assert progress.calls[0] == ((0, 5), "hashing act_gelu") and progress.calls[-1] == ((5, 5), "hashed")
-    assert all(row[COLUMNS.index("short hash")] for row in view[0].values.tolist())
+    assert all(row[COLUMNS.index("short hash")] for row in view[0]["data"])
     assert "without a hash" not in view[3]
     assert panel.on_hash("", "name", False, None, progress=Progress())[-1] == "Every file already has its hash."
 
@@ -302,7 +302,10 @@ def test_compat_helpers() -> None:
     assert compat.js(None) == {}
     assert compat.dropdown_choices([("a [hash]", "a")]) == (["a"] if compat.GRADIO_MAJOR < 4 else [("a [hash]", "a")])
     assert compat.update(value=1) == gr.update(value=1)
-    assert list(compat.table_value(["a", "b"], []).columns) == ["a", "b"]
+    table = gr.Dataframe(headers=["a", "b"])
+    for rows in ([], [["x", 1]]):
+        value = compat.table_value(["a", "b"], rows)
+        assert table.postprocess(value) == {"headers": ["a", "b"], "data": rows}
 
 
 def test_bench_library_runs(capsys) -> None:
