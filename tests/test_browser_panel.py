@@ -108,6 +108,20 @@ def test_standalone_panel_in_chromium(panel_url, page, tmp_path: Path) -> None:
     if shots:
         shutil.copyfile(tmp_path / "panel.png", Path(shots) / "panel.png")
 
+    # after a header click sorts the table in the browser, a click on a row still selects that row's file
+    header = page.locator("#hypernet_lib_table th", has_text="step")
+    for order in ("ascending", "descending"):
+        header.locator(".sort-button").click()
+        page.wait_for_function("(order) => Array.from(document.querySelectorAll('#hypernet_lib_table th'))"
+                               ".some(th => th.innerText.trim() === 'step' && th.getAttribute('aria-sort') === order)",
+                               arg=order)
+    page.wait_for_function("() => (document.querySelector('#hypernet_lib_table tbody tr td') || {}).innerText"
+                           " === 'dims_24_32_48_meta'")
+    last = _table_names(page)[-1]
+    assert last != "dims_24_32_48_meta"
+    page.locator("#hypernet_lib_table tbody tr").last.locator("td").nth(4).click()
+    _wait_text(page, "#hypernet_lib_detail", f"{last}.pt")
+
     # the search box filters
     page.fill("#hypernet_lib_search textarea", "novelai")
     page.wait_for_function("() => document.querySelectorAll('#hypernet_lib_table tbody tr').length === 1")

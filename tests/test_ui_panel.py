@@ -94,12 +94,17 @@ def test_search_finds_hashes_once_known(panel: LibraryPanel) -> None:
 
 
 def test_select_row(panel: LibraryPanel) -> None:
-    names = panel.view().names
-    by_name_cell = SimpleNamespace(index=[3, 0], value="legacy_novelai")
-    assert panel.on_select(names, by_name_cell) == "legacy_novelai"
-    by_other_cell = SimpleNamespace(index=[1, 4], value="1, 2, 1")
-    assert panel.on_select(names, by_other_cell) == "act_relu"
-    assert panel.on_select(names, SimpleNamespace(index=[99, 4], value="x")) == gr.update()
+    view = panel.view()
+    names, rows = view.names, _rows(view)
+    assert panel.on_select(names, rows, SimpleNamespace(index=[3, 4], value="1, 2, 1")) == "legacy_novelai"
+    # the browser sorted the table by a header click: the index is into its order
+    shown = sorted(rows, key=lambda row: str(row[COLUMNS.index("activation")]))
+    assert [r[0] for r in shown][:2] == ["legacy_novelai", "act_gelu"]
+    assert panel.on_select(names, shown, SimpleNamespace(index=[0, 5], value="None")) == "legacy_novelai"
+    assert panel.on_select(names, {"headers": list(COLUMNS), "data": shown}, SimpleNamespace(index=[1, 2], value="pt")) \
+        == "act_gelu"
+    assert panel.on_select(names, None, SimpleNamespace(index=[1, 4], value="x")) == "act_relu"
+    assert panel.on_select(names, rows, SimpleNamespace(index=[99, 4], value="x")) == gr.update()
 
 
 def test_refresh_picks_up_new_files(panel: LibraryPanel, folder: Path, fixtures_dir: Path) -> None:

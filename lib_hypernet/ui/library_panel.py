@@ -229,12 +229,19 @@ class LibraryPanel:
         self.source.refresh()
         return self._outputs(self.view(query, sort, descending, selected))
 
-    def on_select(self, names: list[str], evt: gr.SelectData) -> Any:
-        """A click in the table selects that row's file (by its name cell, else by the row index)."""
+    def on_select(self, names: list[str], shown: Any, evt: gr.SelectData) -> Any:
+        """A click in the table selects that row's file.
+
+        ``shown`` is the table as the browser has it (its header buttons sort it there, so the
+        row index is into that order): the name is that row's first cell.
+        """
         index = evt.index
-        row, col = (index[0], index[1]) if isinstance(index, (list, tuple)) else (index, -1)
-        if col == 0 and isinstance(evt.value, str) and evt.value in names:
-            return evt.value
+        row = index[0] if isinstance(index, (list, tuple)) else index
+        data = shown.get("data") if isinstance(shown, dict) else shown
+        if isinstance(row, int) and isinstance(data, list) and 0 <= row < len(data) and data[row]:
+            name = data[row][0]
+            if isinstance(name, str) and name in names:
+                return name
         if isinstance(row, int) and 0 <= row < len(names):
             return names[row]
         return compat.update()
@@ -336,7 +343,7 @@ def build_library_panel(source: LibrarySource, *, elem_prefix: str = "hypernet_l
             refresh = gr.Button("Refresh", elem_id=eid("refresh"), scale=1)
             hash_button = gr.Button("Compute missing hashes", elem_id=eid("hash"), scale=1)
         status = gr.Markdown(elem_id=eid("status"))
-        table = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=True, elem_id=eid("table"), height=520,
+        table = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=True, elem_id=eid("table"), height=520, type="array",
                              elem_classes=["hypernet-lib-table"])
         names = gr.State([])
         with gr.Row():
@@ -390,7 +397,7 @@ def build_library_panel(source: LibrarySource, *, elem_prefix: str = "hypernet_l
     refresh.click(panel.on_refresh, view_in, view_out)
     for control in (search, sort, descending):
         control.change(panel.on_filter, view_in, view_out, queue=False)
-    table.select(panel.on_select, [names], [selected], queue=False)
+    table.select(panel.on_select, [names, table], [selected], queue=False)
     selected.change(panel.on_file, [selected, strength], [detail, tag], queue=False)
     strength.change(panel.tag, [selected, strength], [tag], queue=False)
     hash_button.click(panel.on_hash, view_in, [*view_out, result], queue=True)
