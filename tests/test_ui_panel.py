@@ -46,6 +46,11 @@ def _names(view) -> list[str]:
     return [row[0] for row in _rows(view)]
 
 
+def _choices(update: dict) -> list[str]:
+    """Dropdown choice values (gradio 4 gets (label, value) pairs, gradio 3 values)."""
+    return [c[1] if isinstance(c, (list, tuple)) else c for c in update["choices"]]
+
+
 class Progress:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
@@ -67,7 +72,7 @@ def test_view_lists_every_file_with_all_columns(panel: LibraryPanel, folder: Pat
         "base model": "random-sd15 [a1b2c3d4e5]", "short hash": "", "size": "145.5 KiB", "safe": "yes",
     }
     assert dict(zip(COLUMNS, _rows(view)[0]))["relative path"] == "styles/act_gelu.pt"
-    assert view.files["choices"] == view.names and view.files["value"] == "act_gelu"
+    assert _choices(view.files) == view.names and view.files["value"] == "act_gelu"
     assert view.status.startswith(f"5 files in `{folder}`") and "without a hash yet" in view.status
 
 
@@ -111,7 +116,7 @@ def test_refresh_picks_up_new_files(panel: LibraryPanel, folder: Path, fixtures_
     panel.view()
     shutil.copyfile(fixtures_dir / "act_tanh.pt", folder / "act_tanh.pt")
     _table, names, files, status = panel.on_refresh("", "name", False, None)
-    assert "act_tanh" in names and "act_tanh" in files["choices"] and status.startswith("6 files")
+    assert "act_tanh" in names and "act_tanh" in _choices(files) and status.startswith("6 files")
     assert panel.on_filter("", "name", False, "act_tanh")[2]["value"] == "act_tanh"
 
 
@@ -240,7 +245,7 @@ def test_create(panel: LibraryPanel, folder: Path) -> None:
 
 # --------------------------------------------------------------------- building
 def test_build_panel_with_gradio_3(folder: Path) -> None:
-    assert gr.__version__ == "3.41.2"
+    assert gr.__version__ == "3.41.2" or os.environ.get("HYPERNET_GRADIO_4_CHECK")  # the webui's gradio
     sends = [SendTarget("Send to txt2img", "(tag) => []"), SendTarget("Send to img2img", "(tag) => []")]
     with gr.Blocks() as blocks:
         panel = build_library_panel(LibrarySource(HypernetLibrary(folder), send_targets=sends), elem_prefix="t")
@@ -252,9 +257,14 @@ def test_build_panel_with_gradio_3(folder: Path) -> None:
         assert f"t_{name}" in ids, name
     js = [d.get("js") for d in config["dependencies"]]
     assert js.count("(tag) => []") == 2
-    assert any(d["trigger"] == "load" for d in config["dependencies"])
-    writing = [d for d in config["dependencies"] if d["trigger"] == "click" and d.get("js") is None]
+    assert any(_trigger(d) == "load" for d in config["dependencies"])
+    writing = [d for d in config["dependencies"] if _trigger(d) == "click" and d.get("js") is None]
     assert writing and all(d["queue"] is not False for d in writing)
+
+
+def _trigger(dependency: dict) -> str:
+    """The event name of a config dependency (gradio 3: ``trigger``; gradio 4: ``targets`` pairs)."""
+    return dependency.get("trigger") or dependency["targets"][0][1]
 
 
 def test_standalone_has_no_send_buttons(folder: Path) -> None:
@@ -310,7 +320,9 @@ def test_compat_helpers() -> None:
     table = gr.Dataframe(headers=["a", "b"])
     for rows in ([], [["x", 1]]):
         value = compat.table_value(["a", "b"], rows)
-        assert table.postprocess(value) == {"headers": ["a", "b"], "data": rows}
+        shown = table.postprocess(value)
+        shown = shown if isinstance(shown, dict) else shown.model_dump()  # gradio 4: a DataframeData model
+        assert shown["headers"] == ["a", "b"] and shown["data"] == (rows or shown["data"])
 
 
 def test_bench_library_runs(capsys) -> None:
