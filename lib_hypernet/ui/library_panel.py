@@ -423,6 +423,7 @@ PANEL_CSS = """
 .hypernet-lib-detail th { text-align: left; padding: 2px 12px 2px 0; white-space: nowrap; vertical-align: top;
   font-weight: 600; }
 .hypernet-lib-detail td { padding: 2px 0; word-break: break-word; }
+.hypernet-lib-detail th, .hypernet-lib-detail td { border: none; border-bottom: 1px solid var(--border-color-primary); }
 .hypernet-lib-warnings { color: #b45309; margin: 0 0 8px 0; }
 .hypernet-lib-error { color: #b91c1c; }
 """
