@@ -34,6 +34,11 @@ _LAZY: dict[str, str] = {
     "apply_hypernetworks": ".apply",
     "Conversion": ".convert",
     "convert_file": ".convert",
+    "FileDescription": ".description",
+    "ModelFacts": ".description",
+    "describe_file": ".description",
+    "sd_version_of_widths": ".description",
+    "DescriptionCache": ".description_cache",
     "EntryReport": ".engine",
     "HypernetHandle": ".engine",
     "install": ".engine",
@@ -79,6 +84,8 @@ if TYPE_CHECKING:
     from .activations import creatable_activations
     from .apply import apply_hypernetworks
     from .convert import Conversion, convert_file
+    from .description import FileDescription, ModelFacts, describe_file, sd_version_of_widths
+    from .description_cache import DescriptionCache
     from .engine import EntryReport, HypernetHandle, install
     from .errors import (
         ActivationError,
@@ -126,7 +133,9 @@ __all__ = [
     "WEIGHT_INITIALIZATIONS",
     "ActivationError",
     "Conversion",
+    "DescriptionCache",
     "EntryReport",
+    "FileDescription",
     "HashCache",
     "HypernetError",
     "HypernetFile",
@@ -137,6 +146,7 @@ __all__ = [
     "HypernetNotFoundError",
     "HypernetRequest",
     "Hypernetwork",
+    "ModelFacts",
     "OptimizerState",
     "Strength",
     "TagError",
@@ -148,6 +158,7 @@ __all__ = [
     "convert_file",
     "creatable_activations",
     "create",
+    "describe_file",
     "format_of",
     "format_tag",
     "from_state_dict",
@@ -158,6 +169,7 @@ __all__ = [
     "optim_path",
     "parse_items",
     "save_optimizer_state",
+    "sd_version_of_widths",
     "sha256",
     "shorthash",
 ]

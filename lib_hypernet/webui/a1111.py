@@ -12,7 +12,7 @@ from typing import Any
 
 from modules import extra_networks, script_callbacks, scripts
 
-from . import routes, settings
+from . import routes, settings, tab
 from .extension import HypernetExtension
 
 log = logging.getLogger(__name__)
@@ -83,4 +83,5 @@ def register() -> HypernetExtension:
     script_callbacks.on_infotext_pasted(lambda text, params: extension.restore_pasted(params))
     script_callbacks.on_script_unloaded(extension.unload)
     script_callbacks.on_app_started(lambda demo, app: routes.add_routes(app, extension))
+    script_callbacks.on_ui_tabs(lambda: tab.on_ui_tabs(extension))
     return extension

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 import lib_hypernet
 
-from .extension import HypernetExtension
+from .extension import HypernetExtension, model_facts
 
 
 class ConvertRequest(BaseModel):
@@ -52,7 +52,7 @@ def add_routes(app: Any, extension: HypernetExtension) -> None:
     def list_hypernetworks(refresh: bool = False) -> list[dict[str, Any]]:
         if refresh or not extension.library.refreshed:
             extension.refresh()
-        return run(extension.service.list)
+        return run(extension.service.list, model=model_facts())
 
     def refresh_hypernetworks() -> dict[str, Any]:
         extension.refresh()
@@ -60,7 +60,7 @@ def add_routes(app: Any, extension: HypernetExtension) -> None:
 
     def hypernetwork_info(name: str) -> dict[str, Any]:
         extension.ensure_refreshed()
-        return run(extension.service.info, name)
+        return run(extension.service.info, name, model=model_facts())
 
     def convert_hypernetwork(request: ConvertRequest) -> dict[str, Any]:
         extension.ensure_refreshed()
