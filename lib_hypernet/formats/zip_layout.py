@@ -158,6 +158,8 @@ def _read_central_directory(buf: Buffer, path: str, pos: int, end: int, count: i
         if clen or disk:
             raise _refuse(path, "an entry comment or disk number")
         usize, csize, offset = _zip64_values(extra, usize, csize, offset, path)
+        if max(usize, csize) > end:
+            raise _corrupt(path, f"entry {raw_name[:60]!r} declares {max(usize, csize)} bytes, more than the file holds")
         if csize != usize:
             raise _refuse(path, f"entry {raw_name!r} has different stored and declared sizes")
         entries.append(_Central(_decode_name(raw_name, flags, path), raw_name, flags, crc, usize, offset))
