@@ -83,3 +83,16 @@ def test_real_webui_conditions_in_import_order(tmp_path, fixtures_dir):
         assert same, (name, comments)
         assert any(name in c and "failed to load" in c for c in comments), (name, comments)
     assert not any("zipgood" in p or "fixture" in p for p in out["refused_by_host"]), out["refused_by_host"]
+
+
+def test_start_installs_the_patches_and_unload_undoes_them(tmp_path):
+    import pickle
+
+    import torch
+    from modules import safe
+
+    original_load, original_unpickler = torch.load, pickle.Unpickler
+    with wu.running(tmp_path):
+        assert torch.load is safe.load
+        assert pickle.Unpickler is not original_unpickler and issubclass(pickle.Unpickler, pickle._Unpickler)
+    assert torch.load is original_load and pickle.Unpickler is original_unpickler

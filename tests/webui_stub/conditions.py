@@ -52,7 +52,7 @@ def apply() -> Callable[[], None]:
     """Install the real webui's process-wide patches (idempotent); returns :func:`undo`."""
     global active
     pickle.Unpickler = RedirectingUnpickler  # type: ignore[misc]
-    from modules import safe  # importing it patches torch.load, as modules/paths.py does
+    from modules import safe  # the real modules/paths.py imports it, which patches torch.load
 
     safe.install()
     active = True

@@ -1,9 +1,10 @@
 """Stand-in of ``modules/safe.py``: A1111 1.10.1's restricted ``torch.load``, ported for the tests.
 
-Importing it replaces ``torch.load`` for the whole process, as the real module does (``modules/paths.py``
-imports it at start-up): :func:`load` checks the file with :class:`RestrictedUnpickler` and its zip
-entry-name list, reports a refused file through ``errors.report`` ("Error verifying pickled file from …")
-and returns ``None``; only a file that passes reaches :data:`unsafe_torch_load` (the original).
+In the real webui, importing it replaces ``torch.load`` for the whole process (``modules/paths.py`` imports it
+at start-up); here :func:`install` does that (``conditions.apply()`` calls it in ``webui.start()``).
+:func:`load` checks the file with :class:`RestrictedUnpickler` and its zip entry-name list, reports a
+refused file through ``errors.report`` ("Error verifying pickled file from …") and returns ``None``;
+only a file that passes reaches :data:`unsafe_torch_load` (the original).
 Its old entry-name list refuses the ``.format_version`` and ``.storage_alignment`` entries that
 torch >= 2.1 writes, so most zip files saved since 2023 come back as ``None``.
 
@@ -169,5 +170,6 @@ def uninstall() -> None:
 
 
 unsafe_torch_load = torch.load if not getattr(torch.load, "__module__", "").endswith("safe") else torch.serialization.load
-torch.load = load
 global_extra_handler = None
+# The real module ends with ``torch.load = load``.  Here ``conditions.apply()`` calls :func:`install`, so that
+# merely importing this module (a test collecting ``from modules import safe``) changes nothing process-wide.
