@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -141,7 +142,7 @@ def file_lock(path: str | os.PathLike[str], timeout_s: float = LOCK_TIMEOUT_S) -
         os.close(fd)
 
 
-if os.name == "nt":  # pragma: no cover - Windows
+if sys.platform == "win32":  # pragma: no cover - Windows
     import msvcrt
 
     def _lock(fd: int) -> None:

@@ -115,7 +115,7 @@ class HypernetService:
         self, prepared: Prepared, checkpoint_hash: str | None, checkpoint_name: str | None
     ) -> list[str]:
         """A note per hypernetwork whose recorded training checkpoint differs from the loaded one."""
-        messages = []
+        messages: list[str] = []
         if not checkpoint_hash:
             return messages
         for name, (hn, _) in zip(prepared.names, prepared.stack):
