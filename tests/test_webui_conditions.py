@@ -96,3 +96,28 @@ def test_start_installs_the_patches_and_unload_undoes_them(tmp_path):
         assert torch.load is safe.load
         assert pickle.Unpickler is not original_unpickler and issubclass(pickle.Unpickler, pickle._Unpickler)
     assert torch.load is original_load and pickle.Unpickler is original_unpickler
+
+
+STARTUP = r"""
+import os, sys
+root, data = sys.argv[1], sys.argv[2]
+sys.path[:0] = [root, os.path.join(root, "tests", "webui_stub")]
+import webui
+from modules import scripts
+webui.reset(data)
+scripts.load_scripts([root])
+print("LOADED " + " ".join(sorted(m for m in sys.modules if m.startswith("lib_hypernet"))))
+"""
+
+
+def test_loading_the_script_leaves_the_routes_for_app_start(tmp_path):
+    """Start-up imports only what registering needs; the HTTP routes (and fastapi's parts) load at app start."""
+    script = tmp_path / "startup.py"
+    script.write_text(STARTUP)
+    proc = subprocess.run([sys.executable, str(script), str(wu.REPO_ROOT), str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("LOADED ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    loaded = set(lines[-1].split()[1:])
+    assert "lib_hypernet.webui.a1111" in loaded and "lib_hypernet.webui.extension" in loaded
+    assert "lib_hypernet.webui.routes" not in loaded
