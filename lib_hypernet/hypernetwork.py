@@ -8,6 +8,7 @@ import logging
 import math
 import numbers
 import os
+import reprlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
@@ -18,9 +19,15 @@ from . import formats
 from .activations import UnusableActivationError
 from .errors import ActivationError, HypernetError, HypernetFormatError
 from .fields import METADATA_FIELDS
+from .formats.pickle_scan import check_nesting
 from .module import MAX_WIDTH, HypernetworkModule, fix_old_state_dict, layer_widths, parse_dropout_structure
 
 log = logging.getLogger(__name__)
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = 80
+_REPR.maxother = 80
+_REPR.maxlevel = 3
 
 WEIGHT_INITIALIZATIONS = ("Normal", "XavierUniform", "XavierNormal", "KaimingUniform", "KaimingNormal")
 
@@ -177,6 +184,9 @@ def load(path: str | os.PathLike[str]) -> Hypernetwork:
 def from_state_dict(raw: Mapping[Any, Any], *, path: str | None = None, name: str | None = None) -> Hypernetwork:
     """Build a :class:`Hypernetwork` from an A1111-layout dict, applying A1111's load defaults."""
     stem = os.path.splitext(os.path.basename(path))[0] if path else None
+    if not isinstance(raw, Mapping):
+        raise HypernetFormatError(f"expected a dict of layers and metadata, got a {type(raw).__name__}", path)
+    check_nesting(dict(raw), path)
     fields = _read_fields(raw, path)
 
     dropout_structure = fields["dropout_structure"]
@@ -218,8 +228,31 @@ def from_state_dict(raw: Mapping[Any, Any], *, path: str | None = None, name: st
     return hn
 
 
+# Metadata numbers beyond these cannot be real (and would overflow float conversions).
+_MAX_METADATA_INT = 1 << 63
+MAX_LAYER_STRUCTURE_LEN = 100
+# The weight dtypes a hypernetwork may store (A1111 trains float32; halves and doubles convert exactly).
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A real number that converts to a finite float without overflow (ints within +-2**63)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    if isinstance(value, numbers.Integral):
+        try:
+            return abs(int(value)) <= _MAX_METADATA_INT
+        except (TypeError, ValueError, OverflowError):
+            return False
+    try:
+        return math.isfinite(float(value)) and abs(float(value)) <= _MAX_METADATA_INT
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _short(value: Any) -> str:
+    """A bounded repr for error messages (a file's values may be huge)."""
+    return _REPR.repr(value)
 
 
 def _read_fields(raw: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
@@ -228,18 +261,20 @@ def _read_fields(raw: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
         ok = {
             "bool": lambda v: isinstance(v, (bool, int)) or v is None,
             "int": lambda v: _is_number(v) and float(v).is_integer(),
+            "structure": lambda v: isinstance(v, (list, tuple)) and 0 < len(v) <= MAX_LAYER_STRUCTURE_LEN
+            and all(_is_number(x) for x in v),
+            "structure?": lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) <= MAX_LAYER_STRUCTURE_LEN
+                                                  and all(_is_number(x) for x in v)),
             "str?": lambda v: v is None or isinstance(v, str),
-            "numbers": lambda v: isinstance(v, (list, tuple)) and all(_is_number(x) for x in v),
-            "numbers?": lambda v: v is None or (isinstance(v, (list, tuple)) and all(_is_number(x) for x in v)),
         }[kind](value)
         if not ok:
-            raise HypernetFormatError(f"metadata {key!r} has an invalid value {value!r}", path)
+            raise HypernetFormatError(f"metadata {key!r} has an invalid value {_short(value)}", path)
         return value
 
     fields = {
         "name": get("name", None, "str?"),
         "step": int(get("step", 0, "int")),
-        "layer_structure": [_plain_number(x) for x in get("layer_structure", [1, 2, 1], "numbers")],
+        "layer_structure": [_plain_number(x) for x in get("layer_structure", [1, 2, 1], "structure")],
         "activation_func": get("activation_func", None, "str?"),
         "is_layer_norm": bool(get("is_layer_norm", False, "bool")),
         "weight_initialization": get("weight_initialization", "Normal", "str?"),
@@ -247,7 +282,7 @@ def _read_fields(raw: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
         "sd_checkpoint_name": get("sd_checkpoint_name", None, "str?"),
         "activate_output": bool(get("activate_output", True, "bool")),
         "use_dropout": bool(get("use_dropout", False, "bool")),
-        "dropout_structure": get("dropout_structure", None, "numbers?"),
+        "dropout_structure": get("dropout_structure", None, "structure?"),
         "last_layer_dropout": bool(get("last_layer_dropout", False, "bool")),
         "optional_info": get("optional_info", None, "str?"),
     }
@@ -259,6 +294,10 @@ def _read_fields(raw: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
 def all_finite(tensor: torch.Tensor) -> bool:
     """Whether every element is finite.  Exact, and fast for the common case: the sum is finite unless
     some element is not (or the sum overflows, which the full element-wise check then settles)."""
+    if not tensor.is_floating_point() and not tensor.is_complex():
+        return True
+    if tensor.dtype not in WEIGHT_DTYPES:  # e.g. float8: no sum kernel; compare in float32
+        tensor = tensor.to(torch.float32)
     return math.isfinite(float(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
@@ -295,19 +334,20 @@ def _build_module(
     path: str | None,
 ) -> HypernetworkModule:
     where = f"width {width} ({branch})"
-    if width < 1:
-        raise HypernetFormatError(f"{where}: width must be positive", path)
+    if width < 1 or width > MAX_WIDTH:
+        raise HypernetFormatError(f"{where}: width must be between 1 and {MAX_WIDTH}", path)
     state = fix_old_state_dict(state)
     for key, tensor in state.items():
         if not isinstance(tensor, torch.Tensor):
-            raise HypernetFormatError(f"{where}: {key!r} is a {type(tensor).__name__}, not a tensor", path)
-        if not tensor.is_floating_point():
-            raise HypernetFormatError(f"{where}: {key!r} has dtype {tensor.dtype}, expected floating point", path)
-        if not all_finite(tensor):
+            raise HypernetFormatError(f"{where}: {_short(key)} is a {type(tensor).__name__}, not a tensor", path)
+        if tensor.dtype not in WEIGHT_DTYPES:
             raise HypernetFormatError(
-                f"{where}: {key!r} contains NaN or infinite values; the file is broken (a diverged training run?)",
+                f"{where}: {_short(key)} has dtype {tensor.dtype}; hypernetwork weights must be float16, bfloat16, "
+                "float32 or float64",
                 path,
             )
+        if tensor.device.type == "meta" or tensor.is_sparse:
+            raise HypernetFormatError(f"{where}: {_short(key)} is not a dense tensor with data", path)
     try:
         with torch.device("meta"):
             module = HypernetworkModule(
@@ -320,13 +360,13 @@ def _build_module(
             )
     except KeyError as exc:
         raise ActivationError(
-            f"unknown activation function {fields['activation_func']!r} (A1111 accepts linear, relu, leakyrelu, elu, "
+            f"unknown activation function {_short(fields['activation_func'])} (A1111 accepts linear, relu, leakyrelu, elu, "
             "swish, tanh, sigmoid and torch.nn activation class names in lower case)",
             path,
         ) from exc
     except TypeError as exc:
         raise ActivationError(
-            f"activation function {fields['activation_func']!r} cannot be built without arguments ({exc})", path
+            f"activation function {_short(fields['activation_func'])} cannot be built without arguments ({exc})", path
         ) from exc
     except ValueError as exc:
         kind = ActivationError if isinstance(exc, UnusableActivationError) else HypernetFormatError
@@ -338,10 +378,10 @@ def _build_module(
     if missing or unexpected:
         raise HypernetFormatError(
             f"{where}: state dict does not match layer_structure={fields['layer_structure']}, "
-            f"activation_func={fields['activation_func']!r}, is_layer_norm={fields['is_layer_norm']}, "
+            f"activation_func={_short(fields['activation_func'])}, is_layer_norm={fields['is_layer_norm']}, "
             f"activate_output={fields['activate_output']}"
-            + (f"; missing {missing}" if missing else "")
-            + (f"; unexpected {unexpected}" if unexpected else ""),
+            + (f"; missing {_short(missing)}" if missing else "")
+            + (f"; unexpected {_short(unexpected)}" if unexpected else ""),
             path,
         )
     for key, param in expected.items():
@@ -349,6 +389,11 @@ def _build_module(
             raise HypernetFormatError(
                 f"{where}: {key!r} has shape {tuple(state[key].shape)}, expected {tuple(param.shape)} "
                 f"for width {width} and layer_structure {fields['layer_structure']}",
+                path,
+            )
+        if not all_finite(state[key]):
+            raise HypernetFormatError(
+                f"{where}: {key!r} contains NaN or infinite values; the file is broken (a diverged training run?)",
                 path,
             )
     module.load_state_dict(

@@ -9,6 +9,7 @@ Inference never needs this file; nothing in the loading path reads it.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,8 @@ from .hashing import (
     legacy_model_hash,
     sha256,
 )
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OPTIMIZER = "AdamW"
 
@@ -59,6 +62,16 @@ def load_optimizer_state(pt_path: str | os.PathLike[str], pt_sha256: str | None 
     """
     pt_path = os.fspath(pt_path)
     path = optim_path(pt_path)
+    try:
+        return _load_optimizer_state(pt_path, path, pt_sha256)
+    except HypernetError as exc:
+        return OptimizerState("unreadable", f"cannot read {os.path.basename(path)}: {exc.reason}")
+    except (OSError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+        log.warning("optimizer state %s could not be read", path, exc_info=True)
+        return OptimizerState("unreadable", f"cannot read {os.path.basename(path)}: {type(exc).__name__}: {exc}"[:300])
+
+
+def _load_optimizer_state(pt_path: str, path: str, pt_sha256: str | None) -> OptimizerState:
     if not os.path.exists(path):
         return OptimizerState("missing", f"no optimizer state file {os.path.basename(path)}")
     try:
@@ -68,7 +81,9 @@ def load_optimizer_state(pt_path: str | os.PathLike[str], pt_sha256: str | None 
     if not isinstance(data, dict) or not isinstance(data.get("optimizer_state_dict"), dict):
         return OptimizerState("unreadable", f"{os.path.basename(path)} holds no 'optimizer_state_dict'")
     stored = data.get("hash")
-    name = data.get("optimizer_name") or DEFAULT_OPTIMIZER
+    name = data.get("optimizer_name")
+    if not isinstance(name, str) or not name:
+        name = DEFAULT_OPTIMIZER
     try:
         full = pt_sha256 or sha256(pt_path)
     except HypernetFileError as exc:
