@@ -223,7 +223,8 @@ class _Scanner:
         read = self.read
         stack = self.stack
         if name == "PROTO":
-            read(1)
+            if read(1)[0] != 2:
+                raise _bad(self.path, "a pickle protocol other than 2, the one torch.save writes")
         elif name == "MARK":
             self.marks.append(stack)
             self.stack = []
