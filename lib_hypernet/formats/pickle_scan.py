@@ -287,18 +287,18 @@ class _Scanner:
             item = stack.pop()
             self.target(list, name).append(item)
         elif name == "APPENDS":
-            items = self.pop_mark()
-            self.target(list, name).extend(items)
+            appended = self.pop_mark()  # before target(): the list is below the mark
+            self.target(list, name).extend(appended)
         elif name == "SETITEM":
             value, key = stack.pop(), stack.pop()
             self.target(dict, name)[self.hashable(key)] = value
         elif name == "SETITEMS":
-            items = self.pop_mark()
-            if len(items) % 2:
+            pairs = self.pop_mark()
+            if len(pairs) % 2:
                 raise _bad(self.path, "SETITEMS with an odd number of values")
             target = self.target(dict, name)
-            for i in range(0, len(items), 2):
-                target[self.hashable(items[i])] = items[i + 1]
+            for i in range(0, len(pairs), 2):
+                target[self.hashable(pairs[i])] = pairs[i + 1]
         elif name == "GLOBAL":
             module, attr = self.line(), self.line()
             self.result.globals.append((module, attr))

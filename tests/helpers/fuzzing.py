@@ -424,7 +424,7 @@ def make_test(fuzzer: Fuzzer, max_examples: int, shrink: bool) -> Callable[[], N
         for mutator, number in mutations:
             try:
                 data = MUTATORS[mutator](data, random.Random(number), fuzzer.seeds)
-            except (struct.error, ValueError, IndexError):
+            except (struct.error, ValueError, IndexError, RecursionError):
                 pass  # the mutation did not fit this file (e.g. a header field past its end)
         fuzzer.run_one(seed_name, data)
 
