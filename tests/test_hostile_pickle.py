@@ -184,6 +184,15 @@ def test_huge_metadata_numbers(field: str, value: Any, tmp_path: Path) -> None:
     _load_error(path, field)
 
 
+@pytest.mark.parametrize("field", ["step", "layer_structure", "dropout_structure"])
+def test_10_to_the_400_in_a_pt(field: str, tmp_path: Path) -> None:
+    """10**400 needs a 167-byte LONG1; float() of it overflowed in the old loader."""
+    value: Any = 10**400 if field == "step" else [1, 10**400, 1]
+    path = tmp_path / "huge.pt"
+    path.write_bytes(torch_bytes(good_raw(**{field: value}), zip_format=False))
+    _load_error(path, "integer of 167 bytes")
+
+
 @pytest.mark.parametrize("container", sorted(CONTAINERS))
 @pytest.mark.parametrize("opcodes", [b"X\x02\x00\x00\x00\xff\xfe", b"U\x02\xc3\x28"], ids=["binunicode", "short_binstring"])
 def test_strings_that_are_not_utf8(container: str, opcodes: bytes, tmp_path: Path) -> None:
@@ -337,3 +346,12 @@ def test_load_optimizer_state_never_raises(tmp_path: Path) -> None:
     optim.unlink()
     optim.mkdir()
     assert lib_hypernet.load_optimizer_state(pt).status == "unreadable"
+
+
+def test_too_many_widths(tmp_path: Path) -> None:
+    path = tmp_path / "wide.pt"
+    lib_hypernet.create("wide", sizes=list(range(1, 66)), seed=0).save(path)
+    _load_error(path, "65 layer widths")
+    ok = tmp_path / "ok.pt"
+    lib_hypernet.create("ok", sizes=list(range(1, 65)), seed=0).save(ok)
+    assert len(lib_hypernet.load(ok).widths) == 64

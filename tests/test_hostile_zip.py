@@ -105,6 +105,15 @@ def test_compressed_or_unknown_method_refused(method: int, tmp_path: Path) -> No
     _refused(path, "compressed")
 
 
+def test_deflated_storage_refused(tmp_path: Path) -> None:
+    """A storage record deflated (the 1.5 GiB-storage bomb): refused before anything is inflated."""
+    entries = zip_entries(_good_zip())
+    next(e for e in entries if e.name.endswith(b"/data/0")).method = 8
+    path = tmp_path / "storage.pt"
+    path.write_bytes(build_zip(entries))
+    _refused(path, "compressed")
+
+
 def test_declared_size_larger_than_file(tmp_path: Path) -> None:
     entries = zip_entries(_good_zip())
     entries[-1].declared_size = 1 << 31
