@@ -4,6 +4,7 @@ our own error naming the file, within a small memory budget, with nothing execut
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import pickletools
 import struct
@@ -355,3 +356,28 @@ def test_too_many_widths(tmp_path: Path) -> None:
     ok = tmp_path / "ok.pt"
     lib_hypernet.create("ok", sizes=list(range(1, 65)), seed=0).save(ok)
     assert len(lib_hypernet.load(ok).widths) == 64
+
+
+def test_fifo_and_directory_are_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.pt").mkdir()
+    for path in (fifo, tmp_path / "dir.pt"):
+        with pytest.raises(lib_hypernet.HypernetFileError, match="not a regular file"):
+            lib_hypernet.check_torch_file(path)
+        with pytest.raises(lib_hypernet.HypernetFileError):
+            lib_hypernet.load(path)
+        assert lib_hypernet.a1111_zip_entries_rejected(path)
+
+
+def test_file_that_shrinks_while_read(tmp_path: Path) -> None:
+    """A file truncated during the check gives our error (a mapped file would crash with SIGBUS)."""
+    from lib_hypernet.formats.fileview import FileView
+
+    path = tmp_path / "shrinks.pt"
+    path.write_bytes(torch_bytes(good_raw(), zip_format=True))
+    with open(path, "rb") as f:
+        view = FileView(f, str(path))
+        os.truncate(path, 100)
+        with pytest.raises(lib_hypernet.HypernetFileError, match="changed"):
+            view[len(view) - 22:len(view)]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import HypernetFormatError, UnsafeFileError
-from .zip_layout import Buffer
+from .fileview import Buffer
 
 MAX_OPCODES = 1_000_000
 MAX_TUPLE_DEPTH = 32
