@@ -18,7 +18,7 @@ import logging
 from .activations import ACTIVATIONS, creatable_activations
 from .apply import apply_hypernetworks
 from .convert import Conversion, convert_file
-from .engine import EntryReport, HypernetHandle, install
+from .engine import EntryReport, HypernetHandle, HypernetPatch, install
 from .errors import (
     ActivationError,
     HypernetError,
@@ -58,6 +58,7 @@ __all__ = [
     "HypernetHandle",
     "HypernetLibrary",
     "HypernetNotFoundError",
+    "HypernetPatch",
     "HypernetRequest",
     "HypernetService",
     "Hypernetwork",
