@@ -1,12 +1,13 @@
-"""reForge: the A1111 way, unchanged.
+"""reForge: the Forge 2 way (attention patches on a clone of ``sd_model.forge_objects.unet``).
 
-Its UNet is ComfyUI's ``ldm_patched`` UNet, a real torch module at ``sd_model.model.diffusion_model`` (the
-same object as ``forge_objects.unet.model.diffusion_model``, shared by every patcher clone), and ``on_model_loaded``
-fires on every load.  Its attention calls ``self.to_k(context)``/``self.to_v(context)`` whatever patches run, so
-the hooks on those instances (:func:`lib_hypernet.install`) apply exactly as on A1111 — also under ToMe,
-replace patches and LoRA — and survive the per-generation ``forge_objects`` resets.  There is no autocast:
-the handle computes in the "Hypernetwork compute precision" (float32 by default) and casts the results back
-to the activations' dtype.
+reForge's UNet is ComfyUI's ``ldm_patched`` UNet, a real torch module at ``sd_model.model.diffusion_model``
+(``nn.Linear``-subclass projections), so the A1111 hooks would fire too — but its ToMe is an ``attn1_patch``
+that passes the merged tokens as Q and the full tokens as K/V, and a hook on ``to_k`` then cannot tell
+self-attention from cross-attention (``self=``/``cross=`` strengths would mix).  The patches know which
+attention they run in, and reForge has the same patcher, per-generation ``forge_objects`` resets,
+``process_before_every_sampling`` (also twice with hires fix) and per-step ``forge_objects.unet`` read as
+Forge 2 (``modules/processing.py:1462/1573/1917``, ``sd_samplers_cfg_denoiser.py:208-211``).  No autocast
+there either: the patch casts explicitly.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import logging
 
 from . import a1111
-from .a1111 import ExtraNetworkHypernet, HypernetScript, current
+from .a1111 import ExtraNetworkHypernet, current
 from .extension import HypernetExtension
+from .forge import ForgeHypernetExtension, HypernetScript
 
 log = logging.getLogger(__name__)
 
@@ -23,5 +25,5 @@ __all__ = ["ExtraNetworkHypernet", "HypernetScript", "current", "register"]
 
 
 def register() -> HypernetExtension:
-    log.info("hypernetworks: reForge detected; hooking the UNet's attention projections")
-    return a1111.register()
+    log.info("hypernetworks: reForge detected; hypernetworks apply as attn1/attn2 patches")
+    return a1111.register(ForgeHypernetExtension())

@@ -122,7 +122,7 @@ class DiffusionWrapper(torch.nn.Module):
 def _build_unet(config: str) -> torch.nn.Module:
     host = STATE["host"]
     if config == "flux-tiny":  # a transformer without UNet attention blocks (no attn1/attn2 patches are called)
-        return torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1))
+        return NotAUnet().to(STATE["dtype"])
     if host == "forge":
         from backend.nn.unet import IntegratedUNet2DConditionModel as Unet
     else:
@@ -131,7 +131,18 @@ def _build_unet(config: str) -> torch.nn.Module:
     state_dict = seeded_state_dict(unet, sd_models._seed("weights", config))
     missing, unexpected = unet.load_state_dict(state_dict, strict=False)
     assert not unexpected and all(k.endswith("dummy") for k in missing), (missing, unexpected)
-    return unet.eval()
+    return unet.to(STATE["dtype"]).eval()  # Forge stores the UNet in its computation dtype
+
+
+class NotAUnet(torch.nn.Module):
+    """Stands in for Flux/SD3/Chroma: a diffusion model without SD-style attention blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Conv2d(4, 4, 1)
+
+    def forward(self, x, timesteps=None, context=None, transformer_options={}, **kwargs):  # noqa: B006
+        return self.proj(x)
 
 
 def load_model() -> Any:
@@ -326,6 +337,7 @@ def process_images(p: Any) -> Processed:
             samples = sample(p)
             if p.scripts is not None:
                 p.scripts.postprocess_batch(p, samples, batch_number=n)
+                p.prompts, p.negative_prompts = p.all_prompts[sl], p.all_negative_prompts[sl]
             for i, image in enumerate(samples):
                 infotexts.append(create_infotext(p, p.prompts, p.seeds, p.subseeds, index=i,
                                                  all_negative_prompts=p.negative_prompts))
