@@ -75,7 +75,7 @@ class ForgeHypernetExtension(HypernetExtension):
             self._applied = None
             return
         sd_model = getattr(p, "sd_model", None)
-        forge_objects = getattr(sd_model, "forge_objects", None)
+        forge_objects: Any = getattr(sd_model, "forge_objects", None)
         unet = getattr(forge_objects, "unet", None)
         if unet is None or not hasattr(unet, "clone"):
             self._say_once(p, "Hypernetworks not applied: this Forge model has no UNet patcher (forge_objects.unet)")
