@@ -67,7 +67,6 @@ class HypernetPatch(StackRunner):
         entries = make_entries(stack)
         self._set_entries(entries)
         self._seen = set()
-        self._schedule = None
 
     def deactivate(self) -> None:
         """Apply nothing (a patched model computes exactly as an unpatched one)."""
@@ -80,7 +79,11 @@ class HypernetPatch(StackRunner):
         self.deactivate()
 
     def set_sigma_schedule(self, sigmas: torch.Tensor | Sequence[float] | None) -> None:
-        """The sampler's sigma schedule (``steps + 1`` values, descending, usually ending in 0), or None."""
+        """The sampler's sigma schedule (``steps + 1`` values, descending, usually ending in 0), or None.
+
+        While one is set, each call's step is the schedule entry nearest to ``extra_options["sigmas"]``
+        (instead of what :meth:`set_step` said).  Kept until replaced, or until :meth:`deactivate`.
+        """
         if sigmas is None:
             self._schedule = None
             return
