@@ -26,7 +26,7 @@ stateless variants.  It also measures file I/O: load time ``.pt`` (A1111's way a
 ``.safetensors``, and sha256 throughput vs a plain read.
 
     .venv/bin/python benchmarks/bench_apply.py                 # full run (~15 min on 2 cores)
-    .venv/bin/python benchmarks/bench_apply.py --quick         # latent 32, two stacks, 2 rounds (~5 min)
+    .venv/bin/python benchmarks/bench_apply.py --quick         # latent 32, two stacks, 3 rounds (~10 min)
     .venv/bin/python benchmarks/bench_apply.py --tiny          # seconds; smoke test
 """
 
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds per latent size (the last value repeats)")
     parser.add_argument("--tiny", action="store_true", help="small UNet and sizes: a smoke test in seconds")
     parser.add_argument("--quick", action="store_true",
-                        help="the SD1.5 UNet, latent 32 only, two stacks, 2 rounds, no I/O (about 5 minutes on 2 cores)")
+                        help="the SD1.5 UNet, latent 32 only, two stacks, 3 rounds, no I/O (about 10 minutes on 2 cores)")
     parser.add_argument("--skip-io", action="store_true")
     args = parser.parse_args(argv)
 
@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     latents = [8] if args.tiny else args.latents
     if args.quick:
         stacks = {name: stack for name, stack in stacks.items() if name != "[1,2,2,1]"}
-        latents, args.rounds, args.skip_io = [32], [2], True
+        latents, args.rounds, args.skip_io = [32], [3], True
     for i, latent in enumerate(latents):
         rounds = args.rounds[min(i, len(args.rounds) - 1)]
         print("\n".join(["", *bench_unet(unet, stacks, latent, context_dim, args.steps, rounds)]), flush=True)

@@ -295,3 +295,18 @@ def test_a_broken_patcher_never_breaks_a_generation(app, monkeypatch):
     monkeypatch.setattr(forge.UnetPatcher, "clone", broken)
     none = forge.txt2img("a cat")
     assert wu.same(forge.txt2img(TAGGED), none)
+
+
+def test_detection_follows_the_host_packages():
+    try:
+        for name, expected in ((None, host.A1111), ("forge", host.FORGE), ("reforge", host.REFORGE), (None, host.A1111)):
+            forge.use_host(name)
+            assert host.detect() == expected, name
+        forge.use_host("forge")
+        from lib_hypernet import webui
+
+        assert webui.adapter() is forge_adapter and webui.script_class() is forge_adapter.HypernetScript
+        forge.use_host(None)
+        assert webui.adapter() is a1111 and webui.script_class() is a1111.HypernetScript
+    finally:
+        forge.use_host(None)
