@@ -9,6 +9,8 @@ Imports only torch, safetensors and the standard library (never the webui or gra
     >>> handle = lib_hypernet.install(unet)          # hooks nothing yet
     >>> handle.activate([(hn, 0.8)])                 # every attention layer's K/V input, from now on
     >>> handle.remove()                              # the UNet is exactly as before
+    >>> patch = lib_hypernet.HypernetPatch()         # Forge 2 / reForge / ComfyUI: attention patches instead
+    >>> patch.activate([(hn, 0.8)]); unet_patcher.set_model_attn1_patch(patch.attn1)
 """
 
 from __future__ import annotations
