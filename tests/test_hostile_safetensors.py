@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from hostile_util import safetensors_bytes, safetensors_parts
+from hostile_util import assert_refused, safetensors_bytes, safetensors_parts
 
 import lib_hypernet
 
@@ -21,13 +21,7 @@ def _good(tmp_path: Path) -> bytes:
 
 
 def _error(path: Path, *keywords: str) -> lib_hypernet.HypernetError:
-    with pytest.raises(lib_hypernet.HypernetFormatError) as info:
-        lib_hypernet.load(path)
-    err = info.value
-    assert err.path == str(path)
-    text = str(err).lower()
-    assert any(k.lower() in text for k in keywords), f"none of {keywords} in {err}"
-    return err
+    return assert_refused(path, *keywords, error=lib_hypernet.HypernetFormatError)
 
 
 def _rename(header: dict[str, Any], old: str, new: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import torch
 from hn_testutil import TouchViaSystem
 from hostile_util import (
     Entry,
+    assert_refused,
     build_zip,
     data_pkl_name,
     deflated_bomb_zip,
@@ -36,14 +37,7 @@ def _evil_pickle(marker: Path) -> bytes:
 
 
 def _refused(path: Path, *keywords: str) -> lib_hypernet.HypernetError:
-    for call in (lib_hypernet.check_torch_file, lib_hypernet.load):
-        with pytest.raises(lib_hypernet.HypernetError) as info:
-            call(path)
-        err = info.value
-        assert err.path == str(path)
-        text = str(err).lower()
-        assert any(k.lower() in text for k in keywords), f"none of {keywords} in {err}"
-    return err
+    return assert_refused(path, *keywords, calls=(lib_hypernet.check_torch_file, lib_hypernet.load))
 
 
 def test_builder_reproduces_a_loadable_torch_zip(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 import lib_hypernet
@@ -232,3 +233,22 @@ def run_limited(code: str, *, address_space_mb: int, timeout: float = 300.0) -> 
         raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+def assert_refused(
+    path: Path,
+    *keywords: str,
+    calls: tuple[Any, ...] = (lib_hypernet.load,),
+    error: type[lib_hypernet.HypernetError] = lib_hypernet.HypernetError,
+) -> lib_hypernet.HypernetError:
+    """Each of ``calls`` refuses ``path`` with ``error`` naming the file and one of ``keywords``; returns the last."""
+    err = None
+    for call in calls:
+        with pytest.raises(error) as info:
+            call(path)
+        err = info.value
+        assert err.path == str(path)
+        text = str(err).lower()
+        assert any(k.lower() in text for k in keywords), f"none of {keywords} in {err}"
+    assert err is not None
+    return err
