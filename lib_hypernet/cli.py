@@ -22,13 +22,12 @@ import torch
 from . import __version__
 from .activations import creatable_activations
 from .convert import PROBE_SHAPE, convert_file, probe_outputs
-from .errors import HypernetError, HypernetFileError, UnsafeFileError
-from .formats import format_of
-from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
+from .description import describe_file
+from .errors import HypernetError, HypernetFileError
+from .formats.safe_unpickle import a1111_zip_entries_rejected
 from .hashing import (
     LEGACY_HASH_OF_SMALL_FILES,
     SHORTHASH_LENGTH,
-    legacy_hash_is_meaningful,
     legacy_model_hash,
     sha256,
 )
@@ -103,21 +102,6 @@ def _reason(exc: HypernetError) -> str:
     return exc.reason
 
 
-def _describe_layer(layer: torch.nn.Module) -> str:
-    if isinstance(layer, torch.nn.Linear):
-        return f"Linear({layer.in_features}, {layer.out_features})"
-    if isinstance(layer, torch.nn.LayerNorm):
-        return f"LayerNorm({', '.join(str(d) for d in layer.normalized_shape)})"
-    if isinstance(layer, torch.nn.Dropout):
-        return f"Dropout(p={layer.p:g})"
-    return type(layer).__name__
-
-
-def module_layers(hn: Hypernetwork) -> dict[int, list[str]]:
-    """Per width, the layers of its modules (k and v are built alike, so listed once)."""
-    return {width: [_describe_layer(layer) for layer in hn.layers[width][0].linear] for width in hn.widths}
-
-
 def hash_files(paths: Sequence[str], force_progress: bool | None) -> dict[str, str | HypernetError]:
     """sha256 of each path (or the error), with a progress bar when the work is large."""
     total = 0
@@ -144,93 +128,9 @@ def hash_files(paths: Sequence[str], force_progress: bool | None) -> dict[str, s
 
 # --------------------------------------------------------------------- info
 def inspect_file(path: str, digest: str | HypernetError | None = None) -> dict[str, Any]:
-    """Everything ``info`` reports about one file, as a JSON-ready dict (``error`` set on failure)."""
-    entry: dict[str, Any] = {"path": path, "ok": False, "error": None}
-    try:
-        entry["size_bytes"] = os.path.getsize(path)
-    except OSError:
-        entry["error"] = str(HypernetFileError("file not found", path))
-        return entry
-    if digest is None:
-        try:
-            digest = sha256(path)
-        except HypernetError as exc:
-            digest = exc
-    if isinstance(digest, HypernetError):
-        entry["error"] = str(digest)
-        return entry
-    entry["sha256"] = digest
-    entry["shorthash"] = digest[:SHORTHASH_LENGTH]
-    entry["legacy_hash"] = legacy_model_hash(path)
-    entry["legacy_hash_meaningful"] = legacy_hash_is_meaningful(path)
-
-    try:
-        fmt = format_of(path)
-    except HypernetError as exc:
-        entry["format"] = None
-        entry["error"] = str(exc)
-        return entry
-    entry["format"] = fmt
-    entry["container"] = None
-    entry["a1111_loadable"] = None
-    entry["a1111_rejected_entries"] = []
-    if fmt == "safetensors":
-        entry["safe"] = True
-        entry["safe_detail"] = "safetensors files hold only tensors and strings, never code"
-    else:
-        try:
-            entry["container"] = check_torch_file(path)
-            entry["safe"] = True
-            entry["safe_detail"] = "only allow-listed pickle globals (tensors and plain data); nothing was executed"
-        except UnsafeFileError as exc:
-            entry["safe"] = False
-            entry["safe_detail"] = exc.reason
-        except HypernetError as exc:
-            entry["safe"] = None
-            entry["safe_detail"] = exc.reason
-        if entry["container"] is not None:
-            rejected = a1111_zip_entries_rejected(path)
-            entry["a1111_loadable"] = not rejected
-            entry["a1111_rejected_entries"] = rejected
-
-    try:
-        hn = load(path)
-    except HypernetError as exc:
-        entry["error"] = str(exc)
-        return entry
-    layers = module_layers(hn)
-    entry.update(
-        {
-            "name": hn.name,
-            "widths": hn.widths,
-            "layer_structure": hn.layer_structure,
-            "modules": {str(width): names for width, names in layers.items()},
-            "param_count": hn.param_count,
-            "activation_func": hn.activation_func,
-            "is_layer_norm": hn.is_layer_norm,
-            "activate_output": hn.activate_output,
-            "use_dropout": hn.use_dropout,
-            "dropout_structure": hn.dropout_structure,
-            "last_layer_dropout": hn.last_layer_dropout,
-            "weight_initialization": hn.weight_initialization,
-            "step": hn.step,
-            "sd_checkpoint_name": hn.sd_checkpoint_name,
-            "sd_checkpoint": hn.sd_checkpoint,
-            "optional_info": hn.optional_info,
-            "ignored_keys": list(hn.ignored_keys),
-            "source_sha256": hn.source_sha256,
-        }
-    )
-    state = load_optimizer_state(path, pt_sha256=digest)
-    entry["optim"] = {
-        "status": state.status,
-        "reason": state.reason,
-        "optimizer_name": state.optimizer_name if state.ok else None,
-        "stored_hash": state.stored_hash,
-        "expected_hash": state.expected_hash,
-    }
-    entry["ok"] = True
-    return entry
+    """Everything ``info`` reports about one file: its :class:`~lib_hypernet.description.FileDescription`
+    as JSON (``ok`` false and ``error`` set on failure)."""
+    return describe_file(path, digest=digest).to_json()
 
 
 def _yes(value: Any) -> str:
@@ -240,18 +140,19 @@ def _yes(value: Any) -> str:
 def render_info(entry: dict[str, Any]) -> str:
     """The aligned ``key: value`` text for one :func:`inspect_file` entry."""
     rows: list[tuple[str, str | list[str]]] = [("file", entry["path"])]
-    if entry.get("name") is not None:
+    if entry.get("internal_name") is not None:
         stem = os.path.splitext(os.path.basename(entry["path"]))[0]
-        note = "" if entry["name"] == stem else f" (from the file's 'name' key; the file stem is {stem!r})"
-        rows.append(("name", f"{entry['name']}{note}"))
-    if "format" in entry:
-        fmt = entry["format"] or "unknown"
+        internal = entry["internal_name"]
+        note = "" if internal == stem else f" (from the file's 'name' key; the file stem is {stem!r})"
+        rows.append(("name", f"{internal}{note}"))
+    if entry.get("format") is not None or entry.get("sha256"):
+        fmt = entry.get("format") or "unknown"
         if fmt == "pt":
             fmt = f"pt ({entry['container']})" if entry.get("container") else "pt (unreadable)"
         rows.append(("format", fmt))
-    if "size_bytes" in entry:
-        rows.append(("size", f"{_human_size(entry['size_bytes'])} ({entry['size_bytes']:,} bytes)"))
-    if "safe" in entry:
+    if entry.get("size") is not None:
+        rows.append(("size", f"{_human_size(entry['size'])} ({entry['size']:,} bytes)"))
+    if entry.get("safe_detail"):
         verdict = {True: "yes", False: "NO", None: "unknown"}[entry["safe"]]
         rows.append(("safe", f"{verdict}: {entry['safe_detail']}"))
     if entry.get("format") == "pt" and entry.get("a1111_loadable") is not None:
@@ -274,6 +175,7 @@ def render_info(entry: dict[str, Any]) -> str:
         arrow = f" {_arrow()} "
         rows += [
             ("widths", ", ".join(str(w) for w in entry["widths"])),
+            ("SD version", entry["sd_version"] or "unknown (no Stable Diffusion attention width)"),
             ("layer structure", _structure(entry["layer_structure"])),
             ("modules", [f"{width}: {arrow.join(names)}" for width, names in entry["modules"].items()]),
             ("parameters", f"{entry['param_count']:,} (k and v modules of all widths)"),
@@ -289,7 +191,7 @@ def render_info(entry: dict[str, Any]) -> str:
         ]
         if entry.get("source_sha256"):
             rows.append(("converted from", f"sha256 {entry['source_sha256']}"))
-    if "sha256" in entry:
+    if entry.get("sha256") and entry.get("legacy_hash"):
         legacy = entry["legacy_hash"]
         if not entry["legacy_hash_meaningful"]:
             legacy += f" (meaningless under 1 MiB: every such file hashes to {LEGACY_HASH_OF_SMALL_FILES})"
@@ -300,6 +202,8 @@ def render_info(entry: dict[str, Any]) -> str:
         if optim["status"] == "ok" and optim["optimizer_name"]:
             detail = f"{optim['optimizer_name']}, {detail}"
         rows.append((".optim", f"{optim['status']}: {detail}"))
+    for warning in entry.get("warnings") or ():
+        rows.append(("warning", warning))
     if entry.get("error"):
         rows.append(("error", entry["error"]))
 

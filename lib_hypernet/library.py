@@ -1,4 +1,4 @@
-"""A folder of hypernetwork files: discovery, unique names, a memory cache, hashes and summaries.
+"""A folder of hypernetwork files: discovery, unique names, a memory cache, hashes and descriptions.
 
 Names are file stems.  When two files share a stem, each gets its relative path
 (without suffix, or with it when only the suffix differs) as its name and the
@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HypernetError, HypernetNotFoundError, UnsafeFileError
+from .description import FileDescription, describe_file
+from .description_cache import DescriptionCache
+from .errors import HypernetError, HypernetNotFoundError
 from .formats import SUFFIXES, format_of
-from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
-from .hashing import HashCache
+from .hashing import SHORTHASH_LENGTH, HashCache
 from .hypernetwork import Hypernetwork, load
-from .module import layer_widths
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,19 @@ class HypernetLibrary:
         root: str | os.PathLike[str] | None,
         *,
         hash_cache: HashCache | None = None,
+        description_cache: DescriptionCache | None = None,
         memory_limit: int = 3,
         include_hidden: bool = False,
     ) -> None:
         self.root = os.path.abspath(os.fspath(root)) if root else None
         self.hash_cache = hash_cache or HashCache()
+        self.description_cache = description_cache if description_cache is not None else DescriptionCache()
         self.memory_limit = memory_limit
         self.include_hidden = include_hidden
         self.files: dict[str, HypernetFile] = {}
         self.duplicates: dict[str, list[str]] = {}
         self._aliases: dict[str, HypernetFile] = {}
         self._loaded: OrderedDict[str, tuple[tuple[int, int], Hypernetwork]] = OrderedDict()
-        self._summaries: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
         self._lock = threading.RLock()
         self.refreshed = False
 
@@ -215,11 +216,7 @@ class HypernetLibrary:
         return self.hash_cache.sha256(file.path, progress)
 
     def shorthash(self, file: HypernetFile) -> str:
-        return self.sha256(file)[:10]
-
-    def cached_shorthash(self, file: HypernetFile) -> str | None:
-        value = self.hash_cache.get(file.path)
-        return value[:10] if value else None
+        return self.sha256(file)[:SHORTHASH_LENGTH]
 
     def find_by_hash(self, prefix: str) -> list[HypernetFile]:
         """Files whose sha256 (or, for converted ``.safetensors``, whose source ``.pt``'s) starts with ``prefix``.
@@ -241,83 +238,57 @@ class HypernetLibrary:
                 log.warning("hypernetworks: cannot hash %s: %s", file.path, exc.reason)
                 continue
             if file.format == "safetensors":
-                source = self.summary(file).get("source_sha256")
+                source = self.describe(file).source_sha256
                 if isinstance(source, str) and source.startswith(prefix):
                     found.append(file)
         return found
 
-    # ------------------------------------------------------------------ summaries
-    def summary(self, file: HypernetFile, *, with_hash: bool = True) -> dict[str, Any]:
-        """What the API and UI show about a file (never raises; problems go into ``error``)."""
-        stamp = (file.size, file.mtime_ns)
-        with self._lock:
-            cached = self._summaries.get(file.path)
-        if cached is not None and cached[0] == stamp:
-            info = dict(cached[1])
-            info.update(name=file.name, relpath=file.relpath)  # names change when other files appear
-        else:
-            info = self._summarize(file)
-            with self._lock:
-                self._summaries[file.path] = (stamp, dict(info))
-        if with_hash:
-            try:
-                digest = self.sha256(file)
-                info["sha256"], info["shorthash"] = digest, digest[:10]
-            except HypernetError as exc:
-                info.setdefault("error", exc.reason)
-        return info
+    # ------------------------------------------------------------------ descriptions
+    def describe(self, file: HypernetFile, *, with_hash: bool = False) -> FileDescription:
+        """The :class:`FileDescription` of ``file`` (never raises; problems go into ``error``).
 
-    def _summarize(self, file: HypernetFile) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "name": file.name,
-            "path": file.path,
-            "relpath": file.relpath,
-            "format": file.format,
-            "size": file.size,
-            "safe": True,
-            "a1111_loadable": file.format == "pt",
-        }
+        Cached by path, size and ``mtime_ns`` (in memory and in :attr:`description_cache`, which
+        the host persists).  The hash comes from the hash cache when known; ``with_hash``
+        computes a missing one.
+        """
         try:
-            if file.format == "pt":
-                check_torch_file(file.path)
-                info["a1111_loadable"] = not a1111_zip_entries_rejected(file.path)
-            hn = self._loaded_or_load(file)
+            desc = self.description_cache.get(file.path, file.size, file.mtime_ns)
+            if desc is None:
+                desc = describe_file(file.path, name=file.name, relpath=file.relpath, hash_file=False,
+                                     digest=self.hash_cache.get(file.path), loaded=self._loaded_now(file))
+                self.description_cache.put(desc)
+            desc = desc.copy(name=file.name, relpath=file.relpath)  # names change when other files appear
+            if desc.sha256 is None and desc.size is not None:
+                digest = self.hash_cache.sha256(file.path) if with_hash else self.hash_cache.get(file.path)
+                if digest:
+                    desc.sha256, desc.shorthash = digest, digest[:SHORTHASH_LENGTH]
         except HypernetError as exc:
-            info["safe"] = not _is_unsafe(exc)
-            info["a1111_loadable"] = False
-            info["error"] = exc.reason
-            return info
-        info.update(describe(hn))
-        return info
+            desc = describe_failure(file, exc.reason if exc.path == file.path else str(exc))
+        except Exception as exc:  # one bad file never breaks a listing
+            log.warning("hypernetworks: cannot describe %s", file.path, exc_info=True)
+            desc = describe_failure(file, f"cannot describe: {type(exc).__name__}: {exc}")
+        return desc
 
-    def _loaded_or_load(self, file: HypernetFile) -> Hypernetwork:
+    def summary(self, file: HypernetFile, *, with_hash: bool = True) -> dict[str, Any]:
+        """:meth:`describe` as plain JSON (what the HTTP API returns)."""
+        return self.describe(file, with_hash=with_hash).to_json()
+
+    def describe_all(self, *, with_hash: bool = False) -> list[FileDescription]:
+        """Descriptions of every file (refreshing the folder on first use), in name order."""
+        if not self.refreshed:
+            self.refresh()
+        return [self.describe(f, with_hash=with_hash) for f in list(self.files.values())]
+
+    def _loaded_now(self, file: HypernetFile) -> Hypernetwork | None:
         with self._lock:
             cached = self._loaded.get(file.path)
-        if cached is not None and cached[0] == (file.size, file.mtime_ns):
-            return cached[1]
-        return load(file.path)
+        return cached[1] if cached is not None and cached[0] == (file.size, file.mtime_ns) else None
 
 
-def describe(hn: Hypernetwork) -> dict[str, Any]:
-    """Plain-data description of a loaded hypernetwork (JSON-friendly)."""
-    return {
-        "internal_name": hn.name,
-        "widths": hn.widths,
-        "layer_structure": hn.layer_structure,
-        "module_widths": {w: layer_widths(w, hn.layer_structure) for w in hn.widths},
-        "activation_func": hn.activation_func,
-        "is_layer_norm": hn.is_layer_norm,
-        "activate_output": hn.activate_output,
-        "use_dropout": hn.use_dropout,
-        "dropout_structure": hn.dropout_structure,
-        "weight_initialization": hn.weight_initialization,
-        "step": hn.step,
-        "sd_checkpoint": hn.sd_checkpoint,
-        "sd_checkpoint_name": hn.sd_checkpoint_name,
-        "optional_info": hn.optional_info,
-        "param_count": hn.param_count,
-        "source_sha256": hn.source_sha256,
-    }
+def describe_failure(file: HypernetFile, reason: str) -> FileDescription:
+    """A description that only says what failed."""
+    return FileDescription(path=file.path, name=file.name, relpath=file.relpath, format=file.format,
+                           size=file.size, mtime_ns=file.mtime_ns, error=f"{file.path}: {reason}")
 
 
 def _name_group(stem: str, group: list[HypernetFile]) -> list[tuple[HypernetFile, str]]:
@@ -356,5 +327,3 @@ def _renamed(file: HypernetFile, name: str) -> HypernetFile:
     return HypernetFile(name, file.path, file.relpath, file.format, file.size, file.mtime_ns)
 
 
-def _is_unsafe(exc: HypernetError) -> bool:
-    return isinstance(exc, UnsafeFileError)

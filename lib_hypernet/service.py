@@ -15,6 +15,7 @@ from typing import Any
 
 from . import infotext
 from .convert import convert_file
+from .description import CONTEXT_WIDTHS, ModelFacts
 from .engine.report import EntryReport
 from .errors import HypernetError, HypernetNotFoundError
 from .hashing import legacy_hash_is_meaningful, legacy_model_hash
@@ -25,8 +26,6 @@ from .tags import HypernetRequest, TagError, format_tag, parse_items
 
 log = logging.getLogger(__name__)
 
-# Cross-attention (text context) width → the model family that has it.
-CONTEXT_WIDTHS = {768: "SD1", 1024: "SD2", 2048: "SDXL"}
 
 
 @dataclass
@@ -195,15 +194,16 @@ class HypernetService:
         return found[0].name if len(found) >= 1 else None
 
     # ------------------------------------------------------------------ API
-    def list(self, *, refresh: bool = False) -> list[dict[str, Any]]:
+    def list(self, *, refresh: bool = False, model: ModelFacts | None = None) -> list[dict[str, Any]]:
+        """The :class:`~lib_hypernet.description.FileDescription` of every file, as plain JSON (never raises)."""
         if refresh or not self.library.refreshed:
             self.library.refresh()
-        return [self.library.summary(f) for f in self.library.files.values()]
+        return [self.library.describe(f, with_hash=True).to_json(model) for f in list(self.library.files.values())]
 
-    def info(self, name: str) -> dict[str, Any]:
-        """Summary of one hypernetwork (raises :class:`HypernetNotFoundError`)."""
+    def info(self, name: str, *, model: ModelFacts | None = None) -> dict[str, Any]:
+        """The description of one hypernetwork plus its ``tag`` (raises :class:`HypernetNotFoundError`)."""
         file = self.library.find(name)
-        summary = self.library.summary(file)
+        summary = self.library.describe(file, with_hash=True).to_json(model)
         summary["tag"] = format_tag(file.name, 1.0)
         return summary
 

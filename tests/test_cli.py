@@ -117,7 +117,8 @@ def test_info_json(capsys: pytest.CaptureFixture[str], fixtures_dir: Path, cases
         assert entry["format"] == "pt" and entry["container"] == "zip" and entry["safe"] is True
         assert entry["a1111_loadable"] is False
         assert any(name.endswith("/.format_version") for name in entry["a1111_rejected_entries"])
-        assert entry["size_bytes"] == case["file_size"]
+        assert entry["size"] == case["file_size"]
+        assert entry["warnings"] == ["A1111 cannot load this .pt: convert it"]
     by_name = {os.path.basename(e["path"]): e for e in entries}
     assert by_name["optim_fresh_a.pt"]["optim"]["status"] == "ok"
     assert by_name["optim_stale.pt"]["optim"]["status"] == "stale"

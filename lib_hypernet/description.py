@@ -1,0 +1,313 @@
+"""One description of a hypernetwork file, shared by the CLI ``info``, the HTTP API and the UI.
+
+:func:`describe_file` never raises for a bad file: what went wrong goes into ``error``
+(and ``safe`` is ``False`` when the file was refused as unsafe).  ``a1111_loadable`` is
+decided only after the file validated.  Warnings that depend on the loaded model (another
+base model, no matching width) come from :meth:`FileDescription.warnings_for`, since the
+description itself is cached per file and the model changes.
+
+:meth:`FileDescription.to_json` gives plain JSON (string keys only: the webui renders routes
+with orjson, which refuses int keys).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .errors import HypernetError, HypernetFileError, UnsafeFileError
+from .formats import format_of
+from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
+from .hashing import SHORTHASH_LENGTH, legacy_hash_is_meaningful, legacy_model_hash, sha256
+from .hypernetwork import Hypernetwork, load
+from .module import layer_widths
+from .optim import load_optimizer_state, optim_path
+
+SCHEMA_VERSION = 1
+
+CONTEXT_WIDTHS = {768: "SD1", 1024: "SD2", 2048: "SDXL"}
+"""Cross-attention (text context) width → the model family that has it."""
+SELF_ATTENTION_WIDTHS = {320: ("SD1", "SD2", "SDXL"), 640: ("SD1", "SD2", "SDXL"), 1280: ("SD1", "SD2", "SDXL")}
+"""Self-attention widths are shared: an SD1 file also hooks SDXL's (and SD2's) self-attention."""
+MODEL_WIDTHS = {"SD1": (768, 320, 640, 1280), "SD2": (1024, 320, 640, 1280), "SDXL": (2048, 640, 1280)}
+"""The attention widths of each model family (cross-attention context first)."""
+
+CONVERT_WARNING = "A1111 cannot load this .pt: convert it"
+
+
+def sd_version_of_widths(widths: Sequence[int]) -> str | None:
+    """``"SD1"``/``"SD2"``/``"SDXL"`` from the text-context width; ``"SD1/SDXL"`` for self-attention widths only.
+
+    Several context widths give e.g. ``"SD1+SD2"``; ``None`` when no width is a Stable Diffusion one.
+    """
+    families = sorted({CONTEXT_WIDTHS[w] for w in widths if w in CONTEXT_WIDTHS}, key=list(MODEL_WIDTHS).index)
+    if families:
+        return "+".join(families)
+    if any(w in SELF_ATTENTION_WIDTHS for w in widths):
+        return "SD1/SDXL"
+    return None
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the host knows about the loaded model (for the model-dependent warnings)."""
+
+    checkpoint_hash: str | None = None  # A1111's short hash of the checkpoint (10 hex), or its sha256
+    checkpoint_name: str | None = None
+    widths: tuple[int, ...] = ()  # the model's attention widths (see MODEL_WIDTHS)
+
+    @classmethod
+    def for_family(cls, family: str | None, checkpoint_hash: str | None = None,
+                   checkpoint_name: str | None = None) -> ModelFacts:
+        return cls(checkpoint_hash, checkpoint_name, tuple(MODEL_WIDTHS.get(family or "", ())))
+
+
+@dataclass
+class FileDescription:
+    """Everything known about one hypernetwork file; ``error`` says what failed (``ok`` is False then)."""
+
+    path: str
+    name: str = ""  # the library name (used in tags); the file stem outside a library
+    relpath: str = ""
+    format: str | None = None
+    container: str | None = None  # .pt: "zip" or "legacy"
+    size: int | None = None
+    mtime_ns: int | None = None
+    safe: bool | None = None  # None: could not be decided (unreadable file)
+    safe_detail: str = ""
+    a1111_loadable: bool | None = None  # None: not a .pt, or not validated
+    a1111_rejected_entries: list[str] = field(default_factory=list)
+    internal_name: str | None = None  # the file's own 'name' key
+    sd_version: str | None = None
+    widths: list[int] = field(default_factory=list)
+    layer_structure: list[float] = field(default_factory=list)
+    module_widths: dict[str, list[int]] = field(default_factory=dict)
+    modules: dict[str, list[str]] = field(default_factory=dict)
+    param_count: int | None = None
+    activation_func: str | None = None
+    is_layer_norm: bool | None = None
+    activate_output: bool | None = None
+    use_dropout: bool | None = None
+    dropout_structure: list[float] = field(default_factory=list)
+    last_layer_dropout: bool | None = None
+    weight_initialization: str | None = None
+    step: int | None = None
+    sd_checkpoint: str | None = None
+    sd_checkpoint_name: str | None = None
+    optional_info: str | None = None
+    ignored_keys: list[str] = field(default_factory=list)
+    source_sha256: str | None = None
+    sha256: str | None = None
+    shorthash: str | None = None
+    legacy_hash: str | None = None
+    legacy_hash_meaningful: bool | None = None
+    optim: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    ok: bool = False
+
+    # ------------------------------------------------------------------ output
+    def to_json(self, model: ModelFacts | None = None) -> dict[str, Any]:
+        """Plain JSON data (string keys, lists, numbers, strings, booleans, ``None``).
+
+        With ``model``, ``warnings`` also holds the model-dependent ones.
+        """
+        data = dataclasses.asdict(self)
+        data["warnings"] = self.warnings_for(model)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FileDescription:
+        """The inverse of :meth:`to_json` (unknown keys are ignored; raises ``TypeError`` on a bad shape)."""
+        if not isinstance(data, dict) or not isinstance(data.get("path"), str):
+            raise TypeError("not a file description")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def copy(self, **changes: Any) -> FileDescription:
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ warnings
+    def warnings_for(self, model: ModelFacts | None) -> list[str]:
+        """The file's own warnings plus those about ``model`` (another base model, no matching width)."""
+        found = list(self.warnings)
+        if model is None or not self.ok:
+            return found
+        trained = (self.sd_checkpoint or "").strip().lower()
+        current = (model.checkpoint_hash or "").strip().lower()
+        if trained and current and not (current.startswith(trained) or trained.startswith(current)):
+            label = f"{self.sd_checkpoint_name} [{self.sd_checkpoint}]" if self.sd_checkpoint_name else f"[{self.sd_checkpoint}]"
+            found.append(
+                f"trained on another checkpoint: {label}; the loaded model is "
+                f"{model.checkpoint_name or '?'} [{model.checkpoint_hash}]"
+            )
+        if model.widths and self.widths and not set(self.widths) & set(model.widths):
+            found.append(
+                f"no width matches the loaded model: the file has {'/'.join(map(str, self.widths))}, "
+                f"the model {'/'.join(map(str, model.widths))}"
+            )
+        return found
+
+    @property
+    def tag_name(self) -> str:
+        return self.name or os.path.splitext(os.path.basename(self.path))[0]
+
+
+# --------------------------------------------------------------------- building
+def describe_file(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    relpath: str | None = None,
+    digest: str | HypernetError | None = None,
+    hash_file: bool = True,
+    loaded: Hypernetwork | None = None,
+) -> FileDescription:
+    """Describe one file; never raises for a bad file (see the module docstring).
+
+    ``digest`` is the file's sha256 when already known (or the error hashing it gave);
+    with ``hash_file`` false and no ``digest``, no hash is computed (except to check a
+    ``.optim`` beside it).  ``loaded`` is the file already loaded (saves a re-read).
+    """
+    path = os.fspath(path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    desc = FileDescription(path=path, name=name or stem, relpath=relpath or os.path.basename(path))
+    try:
+        st = os.stat(path)
+    except OSError:
+        desc.error = str(HypernetFileError("file not found", path))
+        return desc
+    if not os.path.isfile(path):
+        desc.error = str(HypernetFileError("not a regular file", path))
+        return desc
+    desc.size, desc.mtime_ns = st.st_size, st.st_mtime_ns
+    if digest is None and hash_file:
+        try:
+            digest = sha256(path)
+        except HypernetError as exc:
+            digest = exc
+    if isinstance(digest, HypernetError):
+        desc.error = str(digest)
+        return desc
+    if digest is not None:
+        _set_hashes(desc, digest)
+    try:
+        desc.format = format_of(path)
+    except HypernetError as exc:
+        desc.error = str(exc)
+        return desc
+    if not _check_container(desc):
+        return desc
+    try:
+        hn = loaded if loaded is not None else load(path)
+    except HypernetError as exc:
+        desc.error = str(exc)
+        if isinstance(exc, UnsafeFileError):
+            desc.safe, desc.safe_detail = False, exc.reason
+        desc.a1111_loadable = None
+        return desc
+    _set_metadata(desc, hn)
+    if desc.format == "pt" and desc.container is not None:
+        desc.a1111_rejected_entries = a1111_zip_entries_rejected(path)
+        desc.a1111_loadable = not desc.a1111_rejected_entries
+        if not desc.a1111_loadable:
+            desc.warnings.append(CONVERT_WARNING)
+    desc.optim = _optim_verdict(desc)
+    desc.ok = True
+    return desc
+
+
+def _set_hashes(desc: FileDescription, digest: str) -> None:
+    desc.sha256, desc.shorthash = digest, digest[:SHORTHASH_LENGTH]
+    try:
+        desc.legacy_hash = legacy_model_hash(desc.path)
+        desc.legacy_hash_meaningful = legacy_hash_is_meaningful(desc.path)
+    except (HypernetError, OSError):
+        desc.legacy_hash = desc.legacy_hash_meaningful = None
+
+
+def _check_container(desc: FileDescription) -> bool:
+    """Safety of the container (``.pt``: the pickle allow-list); False when loading is pointless."""
+    if desc.format == "safetensors":
+        desc.safe, desc.safe_detail = True, "safetensors files hold only tensors and strings, never code"
+        return True
+    try:
+        desc.container = check_torch_file(desc.path)
+    except UnsafeFileError as exc:
+        desc.safe, desc.safe_detail, desc.error = False, exc.reason, str(exc)
+        return False
+    except HypernetError as exc:
+        desc.safe, desc.safe_detail, desc.error = None, exc.reason, str(exc)
+        return False
+    desc.safe = True
+    desc.safe_detail = "only allow-listed pickle globals (tensors and plain data); nothing was executed"
+    return True
+
+
+def _set_metadata(desc: FileDescription, hn: Hypernetwork) -> None:
+    desc.internal_name = hn.name
+    desc.widths = list(hn.widths)
+    desc.sd_version = sd_version_of_widths(hn.widths)
+    desc.layer_structure = [_plain(x) for x in hn.layer_structure]
+    desc.module_widths = {str(w): layer_widths(w, hn.layer_structure) for w in hn.widths}
+    desc.modules = {str(w): [_describe_layer(layer) for layer in hn.layers[w][0].linear] for w in hn.widths}
+    desc.param_count = hn.param_count
+    desc.activation_func = hn.activation_func
+    desc.is_layer_norm = bool(hn.is_layer_norm)
+    desc.activate_output = bool(hn.activate_output)
+    desc.use_dropout = bool(hn.use_dropout)
+    desc.dropout_structure = [_plain(x) for x in (hn.dropout_structure or [])]
+    desc.last_layer_dropout = bool(hn.last_layer_dropout)
+    desc.weight_initialization = None if hn.weight_initialization is None else str(hn.weight_initialization)
+    desc.step = None if hn.step is None else int(hn.step)
+    desc.sd_checkpoint = hn.sd_checkpoint
+    desc.sd_checkpoint_name = hn.sd_checkpoint_name
+    desc.optional_info = hn.optional_info
+    desc.ignored_keys = [str(k) for k in hn.ignored_keys]
+    desc.source_sha256 = hn.source_sha256
+
+
+def _optim_verdict(desc: FileDescription) -> dict[str, Any]:
+    """The ``.optim`` side file's verdict (hashes the file only when a ``.optim`` exists)."""
+    if desc.sha256 is None and os.path.exists(optim_path(desc.path)):
+        try:
+            _set_hashes(desc, sha256(desc.path))
+        except HypernetError:
+            pass
+    state = load_optimizer_state(desc.path, pt_sha256=desc.sha256)
+    return {
+        "status": state.status,
+        "reason": state.reason,
+        "optimizer_name": state.optimizer_name if state.ok else None,
+        "stored_hash": state.stored_hash,
+        "expected_hash": state.expected_hash,
+    }
+
+
+def optim_stamp(path: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of the ``.optim`` beside ``path`` (part of a cached description's validity)."""
+    try:
+        st = os.stat(optim_path(path))
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _plain(x: Any) -> int | float:
+    """A JSON number (the structures hold ints and floats; anything else becomes a float)."""
+    return x if isinstance(x, (int, float)) and not isinstance(x, bool) else float(x)
+
+
+def _describe_layer(layer: torch.nn.Module) -> str:
+    if isinstance(layer, torch.nn.Linear):
+        return f"Linear({layer.in_features}, {layer.out_features})"
+    if isinstance(layer, torch.nn.LayerNorm):
+        return f"LayerNorm({', '.join(str(d) for d in layer.normalized_shape)})"
+    if isinstance(layer, torch.nn.Dropout):
+        return f"Dropout(p={layer.p:g})"
+    return type(layer).__name__

@@ -1,0 +1,12 @@
+"""The gradio user interface: the library panel (webui tab and standalone page).
+
+Imports gradio; never the webui's ``modules`` (hosts pass a :class:`LibrarySource`).
+``import lib_hypernet`` does not import this package.
+"""
+
+from __future__ import annotations
+
+from .library_panel import COLUMNS, LibraryPanel, build_library_panel
+from .source import ActionError, LibrarySource, SendTarget
+
+__all__ = ["COLUMNS", "ActionError", "LibraryPanel", "LibrarySource", "SendTarget", "build_library_panel"]

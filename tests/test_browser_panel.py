@@ -1,0 +1,131 @@
+"""The standalone library panel in a real headless Chromium (Debian's, driven by Playwright).
+
+The Blocks app runs in-process on 127.0.0.1 over a folder of copies of the A1111 fixtures.
+Every wait is a ``wait_for_function`` on the page (no fixed sleeps).  A screenshot is saved
+(``tmp_path/panel.png``; also into ``$HYPERNET_SCREENSHOT_DIR`` when set, e.g. ``docs/``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+FILES = {
+    "act_relu.pt": "act_relu.pt",
+    "dims_24_32_48_meta.pt": "dims_24_32_48_meta.pt",
+    "legacy_novelai.pt": "legacy_novelai.pt",
+    "optim_fresh_a.pt": "optim_fresh_a.pt",
+    "optim_fresh_a.pt.optim": "optim_fresh_a.pt.optim",
+    "ls_1_2_2_1_relu_ln.pt": "styles/ls_1_2_2_1_relu_ln.pt",
+    "act_gelu.pt": "styles/act_gelu.pt",
+}
+TIMEOUT_MS = 60_000  # a busy 2-core machine: backend updates can take seconds
+
+
+@pytest.fixture
+def panel_url(tmp_path: Path, fixtures_dir: Path):
+    from lib_hypernet.ui.standalone import build_app, make_source
+
+    folder = tmp_path / "hypernetworks"
+    for src, dst in FILES.items():
+        target = folder / dst
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(fixtures_dir / src, target)
+    app = build_app(make_source(folder, tmp_path / "cache"))
+    _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, show_api=False)
+    try:
+        yield url, folder
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), "install Debian's chromium: tools/setup-browser.sh"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.set_default_timeout(TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def _table_names(page) -> list[str]:
+    return page.evaluate(
+        "() => Array.from(document.querySelectorAll('#hypernet_lib_table tbody tr'))"
+        ".map(tr => (tr.querySelector('td') || {}).innerText || '').map(s => s.trim()).filter(Boolean)"
+    )
+
+
+def _wait_text(page, selector: str, text: str) -> None:
+    page.wait_for_function(
+        "([sel, text]) => { const el = document.querySelector(sel); return !!el && el.innerText.includes(text); }",
+        arg=[selector, text], timeout=TIMEOUT_MS,
+    )
+
+
+def _tag_value(page) -> str:
+    return page.evaluate("() => document.querySelector('#hypernet_lib_tag textarea').value")
+
+
+def test_standalone_panel_in_chromium(panel_url, page, tmp_path: Path) -> None:
+    url, folder = panel_url
+    page.goto(url)
+
+    # it lists the fixture hypernetworks (sub-folder included)
+    _wait_text(page, "#hypernet_lib_table", "legacy_novelai")
+    _wait_text(page, "#hypernet_lib_table", "styles/act_gelu.pt")
+    assert set(_table_names(page)) == {"act_gelu", "act_relu", "dims_24_32_48_meta", "legacy_novelai",
+                                       "ls_1_2_2_1_relu_ln", "optim_fresh_a"}
+    _wait_text(page, "#hypernet_lib_status", "6 files")
+
+    # selecting one (a click on its row) shows its metadata and short hash
+    page.locator("#hypernet_lib_table td", has_text="dims_24_32_48_meta").first.click()
+    _wait_text(page, "#hypernet_lib_detail", "random-sd15 [a1b2c3d4e5]")
+    _wait_text(page, "#hypernet_lib_detail", "e35e8dc32d")
+    detail = page.inner_text("#hypernet_lib_detail")
+    assert "fixture: dims 24/32/48 with training metadata" in detail and "1500" in detail
+    page.wait_for_function("() => document.querySelector('#hypernet_lib_tag textarea').value"
+                           " === '<hypernet:dims_24_32_48_meta:0.8>'")
+
+    # moving the slider rewrites the tag
+    slider = page.locator("#hypernet_lib_strength input[type=range]")
+    slider.focus()
+    for _ in range(3):
+        slider.press("ArrowRight")
+    page.wait_for_function("() => document.querySelector('#hypernet_lib_tag textarea').value"
+                           " === '<hypernet:dims_24_32_48_meta:0.95>'")
+    page.screenshot(path=str(tmp_path / "panel.png"), full_page=True)
+    shots = os.environ.get("HYPERNET_SCREENSHOT_DIR")
+    if shots:
+        shutil.copyfile(tmp_path / "panel.png", Path(shots) / "panel.png")
+
+    # the search box filters
+    page.fill("#hypernet_lib_search textarea", "novelai")
+    page.wait_for_function("() => document.querySelectorAll('#hypernet_lib_table tbody tr').length === 1")
+    assert _table_names(page) == ["legacy_novelai"]
+    _wait_text(page, "#hypernet_lib_status", "1 of 6 files")
+
+    # converting the selected file creates a .safetensors beside it
+    _wait_text(page, "#hypernet_lib_detail", "legacy_novelai")
+    page.click("#hypernet_lib_convert")
+    _wait_text(page, "#hypernet_lib_result", "Wrote legacy_novelai.safetensors")
+    assert (folder / "legacy_novelai.safetensors").is_file()
+    assert "legacy_novelai.pt" in _table_names(page)  # the .pt beside it is now named with its suffix
+    page.wait_for_function("() => document.querySelectorAll('#hypernet_lib_table tbody tr').length === 2")
+
+    # a second conversion does not overwrite without asking
+    before = (folder / "legacy_novelai.safetensors").stat().st_mtime_ns
+    page.fill("#hypernet_lib_search textarea", "legacy_novelai.pt")
+    _wait_text(page, "#hypernet_lib_detail", "legacy_novelai.pt")
+    page.click("#hypernet_lib_convert")
+    _wait_text(page, "#hypernet_lib_result", "tick 'Overwrite'")
+    assert (folder / "legacy_novelai.safetensors").stat().st_mtime_ns == before
