@@ -12,7 +12,7 @@ from typing import Any
 
 from modules import extra_networks, script_callbacks, scripts
 
-from . import routes, settings
+from . import accordion, routes, settings
 from .extension import HypernetExtension
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,20 @@ class ExtraNetworkHypernet(extra_networks.ExtraNetwork):
 
 
 class HypernetScript(scripts.Script):
-    """Always-on: makes sure nothing stays applied after a generation."""
+    """Always-on: the panel beside the prompt (it only edits tags), and nothing stays applied after a generation."""
+
+    section = "accordions"  # beside Hires fix and Refiner
+    create_group = False
+
+    def __init__(self) -> None:
+        # on_after_component callbacks must exist before initialize_scripts collects them (right after show())
+        self.panel = accordion.PromptPanel(self, current)
 
     def title(self) -> str:
         return "Hypernetworks"
+
+    def ui(self, is_img2img: bool) -> list[Any]:
+        return self.panel.ui(is_img2img)
 
     def show(self, is_img2img: bool) -> Any:
         return scripts.AlwaysVisible
@@ -71,6 +81,7 @@ def register() -> HypernetExtension:
     """Register settings and callbacks for this script load; returns the new state."""
     global EXTENSION
     settings.register_settings()
+    accordion.register_settings()
     extension = EXTENSION = HypernetExtension()
 
     def on_before_ui() -> None:
