@@ -38,10 +38,14 @@ class GenerationReport:
     finished: bool = False
 
     def add_applied(self, names: list[str]) -> None:
-        self.applied += [name for name in names if name not in self.applied]
+        for name in names:
+            if name not in self.applied:
+                self.applied.append(name)
 
     def add_messages(self, messages: list[str]) -> None:
-        self.messages += [m for m in messages if m not in self.messages]
+        for message in messages:
+            if message not in self.messages:
+                self.messages.append(message)
 
     def to_html(self) -> str:
         """A short list: "applied: a, b", then one line per problem, each with its kind."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from modules import extra_networks, script_callbacks, scripts
 
-from . import accordion, routes, settings
+from . import accordion, cards, routes, settings, xyz
 from .extension import HypernetExtension
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def register() -> HypernetExtension:
     global EXTENSION
     settings.register_settings()
     accordion.register_settings()
+    cards.register_settings()
     extension = EXTENSION = HypernetExtension()
 
     def on_before_ui() -> None:
@@ -89,6 +90,8 @@ def register() -> HypernetExtension:
         extension.refresh()
 
     script_callbacks.on_before_ui(on_before_ui)
+    script_callbacks.on_before_ui(lambda: cards.replace_builtin_page(extension))  # the "Hypernetworks" cards
+    script_callbacks.on_before_ui(xyz.register_axes)  # before xyz_grid's ui() snapshots its axis list
     script_callbacks.on_model_loaded(extension.attach)
     script_callbacks.on_cfg_denoiser(extension.on_step)
     script_callbacks.on_infotext_pasted(lambda text, params: extension.restore_pasted(params))
