@@ -98,13 +98,14 @@ class FileFacts:
         if not todo:
             return None
         if not background:
-            self._run(todo)
+            self._run(todo, None)
             return None
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return self._thread
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, args=(todo,), name="sd-hypernet-facts", daemon=True)
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(todo, self._stop), name="sd-hypernet-facts",
+                                            daemon=True)
             self._thread.start()
             return self._thread
 
@@ -115,9 +116,9 @@ class FileFacts:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def _run(self, files: list[HypernetFile]) -> None:
+    def _run(self, files: list[HypernetFile], stop: threading.Event | None) -> None:
         for file in files:
-            if self._stop.is_set():
+            if stop is not None and stop.is_set():
                 return
             self.compute(file)
         if self.on_computed is not None:
