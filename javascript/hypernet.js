@@ -200,12 +200,20 @@
         try {
             var c = JSON.parse(configJson || "{}");
             c.labels = c.labels || {};
+            c.aliases = c.aliases || {};
             c.rows = c.rows || 0;
             c["default"] = typeof c["default"] === "number" ? c["default"] : 1;
             return c;
         } catch (e) {
-            return {labels: {}, rows: 0, "default": 1, prefix: ""};
+            return {labels: {}, aliases: {}, rows: 0, "default": 1, prefix: ""};
         }
+    }
+
+    // The file a tag name means (its name, or an alias such as the relative path), null when unknown.
+    function resolveName(config, name) {
+        if (Object.prototype.hasOwnProperty.call(config.labels, name)) return name;
+        if (Object.prototype.hasOwnProperty.call(config.aliases, name)) return config.aliases[name];
+        return null;
     }
 
     function nameOfLabel(config, label) {
@@ -233,14 +241,13 @@
                 continue;
             }
             var strength = t.strength === null ? config["default"] : t.strength;
-            var known = Object.prototype.hasOwnProperty.call(config.labels, t.name);
-            values.push(known ? config.labels[t.name] : t.name, strength,
+            var file = resolveName(config, t.name);
+            values.push(file !== null ? config.labels[file] : t.name, strength,
                 t.self === null ? strength : t.self, t.cross === null ? strength : t.cross,
                 t.step_start === null ? 0 : t.step_start, t.step_stop === null ? 1 : t.step_stop);
         }
         tags.forEach(function(t) {
-            var known = Object.prototype.hasOwnProperty.call(config.labels, t.name);
-            if (!known) notes.push("<li class='sd-hypernet-missing'>⚠ " + escapeHtml(t.name) + ": not in the hypernetwork folder</li>");
+            if (resolveName(config, t.name) === null) notes.push("<li class='sd-hypernet-missing'>⚠ " + escapeHtml(t.name) + ": not in the hypernetwork folder</li>");
             if (!t.valid) notes.push("<li class='sd-hypernet-invalid'>⚠ " + escapeHtml(t.text) + ": " + escapeHtml(t.error) + " (skipped)</li>");
         });
         if (tags.length > config.rows) {
@@ -259,7 +266,7 @@
             var row = app.querySelector("#" + config.prefix + "_row_" + i);
             if (!row) continue;
             var t = tags[i];
-            row.classList.toggle("sd-hypernet-row-missing", !!t && !Object.prototype.hasOwnProperty.call(config.labels, t.name));
+            row.classList.toggle("sd-hypernet-row-missing", !!t && resolveName(config, t.name) === null);
             row.classList.toggle("sd-hypernet-row-invalid", !!t && !t.valid);
         }
     }

@@ -65,7 +65,8 @@ def test_the_whole_ui_builds_with_the_panel_in_the_accordions_row(app):
         assert (slider.minimum, slider.maximum, slider.step) == (-2.0, 2.0, 0.05)
         config = json.loads(panel.rows.config.value)
         assert config == {"rows": 3, "default": 1.0, "prefix": f"{tab}_sd_hypernet",
-                          "labels": {"anime": "anime", "style (v2)": "style (v2)"}}
+                          "labels": {"anime": "anime", "style (v2)": "style (v2)"},
+                          "aliases": {"anime.pt": "anime", "style (v2).pt": "style (v2)"}}
     demo.close()
 
 
@@ -183,3 +184,16 @@ def test_unsafe_and_self_attention_only_reach_the_report(tmp_path):
         assert "sd-hypernet-unsafe" in html
         assert "sd-hypernet-self_only" in html
         assert not (tmp_path / "pwned").exists()
+
+
+def test_style_css_styles_only_our_elements():
+    import re
+    from pathlib import Path
+
+    css = (Path(__file__).resolve().parents[1] / "style.css").read_text(encoding="utf-8")
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    selectors = [s.strip() for block in re.findall(r"([^{}]+)\{", css) for s in block.split(",") if s.strip()]
+    assert selectors
+    for selector in selectors:
+        last = re.split(r"[\s>+~]+", selector)[-1]
+        assert "sd-hypernet" in last or "_sd_hypernet" in last, selector

@@ -31,6 +31,10 @@ class PanelSource(Protocol):
         """``(name, label)`` per hypernetwork, in display order (label e.g. ``name [0123456789 · SD1]``)."""
         ...
 
+    def aliases(self) -> dict[str, str]:
+        """Other names a tag may use for a file (e.g. its relative path) → its name."""
+        ...
+
     def default_strength(self) -> float:
         """The strength of a tag written without a number."""
         ...
@@ -77,7 +81,7 @@ class HypernetRows:
 def config_json(source: PanelSource, rows: int, elem_id: str) -> str:
     return json.dumps({
         "rows": rows, "default": float(source.default_strength()), "prefix": elem_id,
-        "labels": dict(source.choices()),
+        "labels": dict(source.choices()), "aliases": source.aliases(),
     }, ensure_ascii=False)
 
 

@@ -58,4 +58,4 @@ class GenerationReport:
         for message in self.messages:
             kind, label = kind_of(message)
             lines.append(f"<li class='sd-hypernet-{kind}'><b>{html.escape(label)}</b>: {html.escape(message)}</li>")
-        return "<div class='sd-hypernet-report'>Last generation:<ul>" + "".join(lines) + "</ul></div>"
+        return "<div class='sd-hypernet-report'>Last generation:<ul class='sd-hypernet-list'>" + "".join(lines) + "</ul></div>"

@@ -8,6 +8,7 @@ triggers the report, the rows setting, and ``do_not_save_to_config`` on every he
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gradio as gr
@@ -38,6 +39,14 @@ class WebuiPanelSource:
         self.extension.ensure_refreshed()
         facts = self.extension.facts
         return [(f.name, facts.label(f)) for f in list(self.extension.library.files.values())]
+
+    def aliases(self) -> dict[str, str]:
+        aliases = {}
+        for f in list(self.extension.library.files.values()):
+            for alias in (f.relpath, os.path.splitext(f.relpath)[0]):
+                if alias != f.name and alias not in self.extension.library.files:
+                    aliases.setdefault(alias, f.name)
+        return aliases
 
     def default_strength(self) -> float:
         from . import settings

@@ -51,13 +51,17 @@ test("an index past the last tag is an error, a name with ':' or '>' cannot be w
     assert.throws(() => sdHypernet.renameTag("<hypernet:x:1>", 0, "a>b"));
 });
 
-const config = JSON.stringify({rows: 2, default: 1, labels: {anime: "anime [0123456789 · SD1]", "my style": "my style [abcdef0123 · SDXL]"}});
+const config = JSON.stringify({rows: 2, default: 1, labels: {anime: "anime [0123456789 · SD1]", "my style": "my style [abcdef0123 · SDXL]"},
+    aliases: {"sub/anime": "anime"}});
 
 test("panelValues: tags in order into the rows, unknown files and extra tags are reported", () => {
     const v = sdHypernet.panelValues("a <hypernet:anime:0.8:self=0.5:stop=0.6> <hypernet:gone> <hypernet:my style:1>", config);
     assert.deepEqual(v.slice(0, 12), ["anime [0123456789 · SD1]", 0.8, 0.5, 0.8, 0, 0.6, "gone", 1, 1, 1, 0, 1]);
     assert.match(v[12], /gone: not in the hypernetwork folder/);
     assert.match(v[12], /3 hypernet tags; the panel shows the first 2/);
+    const alias = sdHypernet.panelValues("<hypernet:sub/anime:0.5>", config);
+    assert.equal(alias[0], "anime [0123456789 · SD1]");
+    assert.equal(alias[12], "", "a tag naming a file by its relative path is a known file");
     const empty = sdHypernet.panelValues("a cat", config);
     assert.deepEqual(empty, ["None", 1, 1, 1, 0, 1, "None", 1, 1, 1, 0, 1, ""]);
 });
