@@ -180,4 +180,4 @@ def connect_prompt(panel: HypernetRows, prompt: Any) -> None:
 
 def connect_report(panel: HypernetRows, trigger: Any) -> None:
     """Show the last generation's report whenever ``trigger`` (e.g. the webui's generation info) changes."""
-    trigger.change(fn=panel.source.report_html, inputs=[], outputs=[panel.report], show_progress=False)
+    trigger.change(fn=panel.source.report_html, inputs=[], outputs=[panel.report], show_progress="hidden")

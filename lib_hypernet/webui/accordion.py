@@ -41,7 +41,7 @@ class WebuiPanelSource:
         return [(f.name, facts.label(f)) for f in list(self.extension.library.files.values())]
 
     def aliases(self) -> dict[str, str]:
-        aliases = {}
+        aliases: dict[str, str] = {}
         for f in list(self.extension.library.files.values()):
             for alias in (f.relpath, os.path.splitext(f.relpath)[0]):
                 if alias != f.name and alias not in self.extension.library.files:

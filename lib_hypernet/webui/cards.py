@@ -128,7 +128,9 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
             "sd_version": facts.sd_version or "Unknown",
         }
         self.read_user_metadata(item)
-        user = item["user_metadata"] = item.get("user_metadata") if isinstance(item.get("user_metadata"), dict) else {}
+        found = item.get("user_metadata")
+        user: dict[str, Any] = found if isinstance(found, dict) else {}  # a .json that is not an object counts as none
+        item["user_metadata"] = user
         if user.get("sd version") in SD_VERSIONS[1:]:
             item["sd_version"] = user["sd version"]
         terms = [self.search_terms_from_path(file.path), name, file.relpath, facts.shorthash, item["sd_version"],
