@@ -206,3 +206,15 @@ def test_user_metadata_editor(app):
     assert editor.save_hypernet_user_metadata("anime", "desc", "Unknown", "", "") == ""
     assert json.loads(path.read_text(encoding="utf-8"))["preferred weight"] == ""
     demo.close()
+
+
+def test_labels_and_cards_use_the_librarys_cached_descriptions(app, monkeypatch):
+    extension = wu.extension()
+    extension.facts.stop()
+    anime = extension.library.files["anime"]
+    extension.library.describe(anime)  # e.g. persisted from an earlier run
+    monkeypatch.setattr(extension.facts, "compute_missing", lambda *a, **k: None)
+    facts = extension.facts.get(anime)
+    assert facts.sd_version == "SD1" and facts.summary["widths"] == list(wu.SD1_TINY_WIDTHS)
+    item = _page().create_item("anime")
+    assert item["sd_version"] == "SD1" and item["metadata"]["layer_structure"] == [1, 0.25, 1]

@@ -23,7 +23,15 @@ FILES = (("anime", {"seed": 1}), ("style (v2)", {"seed": 2}))
 @pytest.fixture
 def app(tmp_path):
     with wu.running(tmp_path, FILES) as app:
+        facts = wu.extension().facts
+        facts.stop()  # deterministic labels: finish the background work in the foreground
+        facts.compute_missing(background=False)
         yield app
+
+
+def _label(name: str) -> str:
+    extension = wu.extension()
+    return extension.facts.label(extension.library.files[name])
 
 
 def _script(tab: str = "txt2img"):
@@ -60,12 +68,13 @@ def test_the_whole_ui_builds_with_the_panel_in_the_accordions_row(app):
             assert getattr(component, "do_not_save_to_config", False), component.elem_id
         labels = [d.label for d in panel.rows.dropdowns]
         assert labels == ["Hypernetwork 1", "Hypernetwork 2", "Hypernetwork 3"]
-        assert panel.rows.dropdowns[0].choices == ["None", "anime", "style (v2)"]
+        assert panel.rows.dropdowns[0].choices == ["None", _label("anime"), _label("style (v2)")]
+        assert _label("anime").startswith("anime [") and _label("anime").endswith(" · SD1]")
         slider = panel.rows.strengths[0]
         assert (slider.minimum, slider.maximum, slider.step) == (-2.0, 2.0, 0.05)
         config = json.loads(panel.rows.config.value)
         assert config == {"rows": 3, "default": 1.0, "prefix": f"{tab}_sd_hypernet",
-                          "labels": {"anime": "anime", "style (v2)": "style (v2)"},
+                          "labels": {"anime": _label("anime"), "style (v2)": _label("style (v2)")},
                           "aliases": {"anime.pt": "anime", "style (v2).pt": "style (v2)"}}
     demo.close()
 
@@ -123,8 +132,6 @@ def test_rows_setting(tmp_path):
 
 def test_labels_show_short_hash_and_sd_version_once_computed(app):
     extension = wu.extension()
-    extension.facts.stop()
-    extension.facts.compute_missing(background=False)
     demo = webui_ui.build()
     choices = _script().panel.rows.dropdowns[0].choices
     anime = extension.library.files["anime"]
@@ -142,7 +149,8 @@ def test_refresh_finds_new_files_and_updates_the_labels(app):
     fn = demo.fns[demo.config["dependencies"].index(refresh)].fn
     config, *updates = fn()
     assert "newcomer" in json.loads(config)["labels"]
-    assert len(updates) == 3 and all("newcomer" in u["choices"] for u in updates)
+    assert len(updates) == 3
+    assert all(any(c == "newcomer" or c.startswith("newcomer [") for c in u["choices"]) for u in updates)
     demo.close()
 
 

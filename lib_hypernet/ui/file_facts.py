@@ -57,7 +57,22 @@ class FileFacts:
         if entry is not None and entry[0] == (file.size, file.mtime_ns):
             facts = entry[1]
             return facts if facts.shorthash or not shorthash else Facts(shorthash, facts.sd_version, facts.summary)
+        cached = self._from_description_cache(file)
+        if cached is not None:
+            return Facts(shorthash or cached.shorthash, cached.sd_version, cached.summary)
         return Facts(shorthash, None, None)
+
+    def _from_description_cache(self, file: HypernetFile) -> Facts | None:
+        """The library's cached description (persisted by hosts that keep one), without reading the file."""
+        try:
+            desc = self.library.description_cache.get(file.path, file.size, file.mtime_ns)
+        except Exception:  # a damaged cache entry is only a miss
+            return None
+        if desc is None:
+            return None
+        summary = _plain(desc.copy(name=file.name, relpath=file.relpath).to_json())
+        version = desc.sd_version or sd_version(desc.widths)
+        return Facts(desc.shorthash, version, summary)
 
     def label(self, file: HypernetFile) -> str:
         """``name [0123456789 · SD1]`` (the parts that are known)."""
