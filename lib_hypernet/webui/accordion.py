@@ -55,6 +55,7 @@ class WebuiPanelSource:
 
     def refresh(self) -> None:
         self.extension.refresh()
+        self.extension.facts.compute_missing()  # hashes and SD versions of new files, in the background
 
     def report_html(self) -> str:
         return self.extension.report.to_html()
@@ -94,6 +95,8 @@ class PromptPanel:
         from modules.ui_components import InputAccordion, ToolButton
 
         extension: HypernetExtension = self.extension_getter()
+        extension.ensure_refreshed()
+        extension.facts.compute_missing()  # labels of files not hashed yet: in the background, shown on refresh
         source = WebuiPanelSource(extension)
         count = int(getattr(shared.opts, ROWS_OPTION, 3) or 3)
         with InputAccordion(False, label="Hypernetworks", elem_id=self.script.elem_id("panel")) as panel:

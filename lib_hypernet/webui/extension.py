@@ -62,7 +62,6 @@ class HypernetExtension:
         names = {name: f.path for name, f in self.library.files.items()}
         shared.hypernetworks.clear()  # the "Add hypernetwork to prompt" dropdown lists these
         shared.hypernetworks.update(names)
-        self.facts.compute_missing()  # short hashes and SD versions for dropdowns and cards, in a thread
 
     def ensure_refreshed(self) -> None:
         if not self.library.refreshed:
