@@ -1,8 +1,6 @@
-"""Run by the webui at launch (webui convention). Everything we need ships with the webui:
-torch and safetensors. Nothing to install; this file exists so the convention is explicit."""
+"""Run by the webui at launch (webui convention). Deliberately does nothing.
 
-import launch
-
-for package in ("torch", "safetensors"):
-    if not launch.is_installed(package):
-        launch.run_pip(f"install {package}", f"{package} for sd-webui-hypernet")
+Everything lib_hypernet needs ships with the webui: torch (the webui's own build, which an
+extension must never replace) and safetensors.  So nothing is installed, and this file imports
+nothing (not even ``launch``).
+"""

@@ -10,6 +10,7 @@ arguments, so ``threshold`` and ``multiheadattention`` cannot be built.
 from __future__ import annotations
 
 import inspect
+from typing import cast
 
 import torch
 
@@ -26,7 +27,7 @@ _FIXED: dict[str, type[torch.nn.Module]] = {
 ACTIVATIONS: dict[str, type[torch.nn.Module]] = dict(_FIXED)
 ACTIVATIONS.update(
     {
-        name.lower(): cls
+        name.lower(): cast("type[torch.nn.Module]", cls)
         for name, cls in inspect.getmembers(torch.nn.modules.activation)
         if inspect.isclass(cls) and cls.__module__ == "torch.nn.modules.activation"
     }

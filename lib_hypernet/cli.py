@@ -1,4 +1,4 @@
-"""The ``hypernet`` command (also ``python -m lib_hypernet``): inspect, hash, convert, verify and create hypernetworks.
+"""The ``python -m lib_hypernet`` command (``hypernet`` when pip-installed): inspect, hash, convert, verify, create.
 
 Subcommands: ``info``, ``hash``, ``convert``, ``verify``, ``create``, ``examples``.
 Every :class:`~lib_hypernet.HypernetError` is reported as one ``error: ...`` line on
@@ -13,7 +13,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -92,9 +92,13 @@ def _entry_names(entries: Sequence[str]) -> str:
     return ", ".join(name.split("/", 1)[-1] for name in entries)
 
 
+# How the hints spell this command: runnable as written from the extension folder, with no install step.
+COMMAND = "python -m lib_hypernet"
+
+
 def _fix_command(path: str) -> str:
     quoted = shlex.quote(path)
-    return f"hypernet convert {quoted} {quoted} --force"
+    return f"{COMMAND} convert {quoted} {quoted} --force"
 
 
 def _reason(exc: HypernetError) -> str:
@@ -332,7 +336,7 @@ def verify_file(path: str, digest: str | HypernetError | None = None) -> tuple[s
 
 
 def _named_parameters(hn: Hypernetwork) -> list[tuple[str, torch.Tensor]]:
-    found = []
+    found: list[tuple[str, torch.Tensor]] = []
     for width in hn.widths:
         for branch, module in zip("kv", hn.layers[width]):
             found += [(f"width {width} ({branch}) {name}", p) for name, p in module.named_parameters()]
@@ -363,7 +367,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- create
 def sanitize_name(name: str) -> str:
-    """Keep only letters, digits and ``._- `` (A1111's create rule); error if nothing is left."""
+    """Keep only letters, digits and ``._- `` (A1111's create rule).
+
+    Refuses (:class:`UsageError`) a name with a folder in it (``../x``: use ``--out``), one starting
+    with a dot (the webui skips hidden files) and one that is empty once reduced.
+    """
+    if any(sep in name for sep in ("/", "\\", os.sep, os.altsep or "/")):
+        raise UsageError(f"the name {name!r} contains a path separator; give a plain name and the folder with --out DIR")
+    if name.startswith("."):
+        raise UsageError(f"the name {name!r} starts with '.', which makes a hidden file the webui skips")
     clean = "".join(ch for ch in name if ch.isalnum() or ch in A1111_NAME_CHARS)
     if not clean.strip():
         raise UsageError(f"the name {name!r} is empty once reduced to letters, digits and '._- '")
@@ -612,7 +624,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 file errors, 2 usage errors)."""
+    """Run the command line; returns the exit status (0 ok, 1 file errors, 2 usage errors, 130 interrupted)."""
+    with _printable_output():
+        try:
+            return _main(argv, prog)
+        except KeyboardInterrupt:
+            _interrupted()
+            return 130
+
+
+def _main(argv: list[str] | None, prog: str | None) -> int:
     parser = build_parser(prog)
     try:
         args = parser.parse_args(argv)
@@ -637,6 +658,31 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     except OSError as exc:
         _error(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}")
         return 1
-    except KeyboardInterrupt:
+    except MemoryError:
+        _error("out of memory")
+        return 1
+
+
+def _interrupted() -> None:
+    """One line on stderr (after a newline, in case a progress bar was being drawn)."""
+    with contextlib.suppress(OSError, ValueError):
         print("\ninterrupted", file=sys.stderr)
-        return 130
+
+
+@contextlib.contextmanager
+def _printable_output() -> Iterator[None]:
+    """Let stdout/stderr print any file name: characters their encoding lacks (a cp1252 or ASCII
+    console, a redirected Windows pipe) come out as ``\\xfc``-style escapes instead of raising."""
+    changed: list[Any] = []
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None and getattr(stream, "errors", None) == "strict":
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                reconfigure(errors="backslashreplace")
+                changed.append(stream)
+    try:
+        yield
+    finally:
+        for stream in changed:
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                stream.reconfigure(errors="strict")

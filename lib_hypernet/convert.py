@@ -75,10 +75,16 @@ def convert_file(
     hn = loaded if loaded is not None else load(src)
     src_sha256 = source_sha256 or sha256(src)
     optim_state = load_optimizer_state(src, pt_sha256=src_sha256) if os.path.exists(optim_path(src)) else None
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(dst)}.", suffix=f".tmp{os.path.splitext(dst)[1]}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(dst)}.", suffix=f".tmp{os.path.splitext(dst)[1]}")
+    except OSError as exc:
+        raise HypernetFileError(f"cannot write in its folder: {exc.strerror or exc}", dst) from exc
     os.close(fd)
     try:
-        hn.save(tmp, source_sha256=src_sha256 if src_format == "pt" and dst_format == "safetensors" else None)
+        try:
+            hn.save(tmp, source_sha256=src_sha256 if src_format == "pt" and dst_format == "safetensors" else None)
+        except HypernetFileError as exc:  # about our temporary file: name the destination instead
+            raise HypernetFileError(exc.reason, dst) from exc
         _check_same(hn, load(tmp), src, dst)
         os.replace(tmp, dst)
     finally:

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from .errors import HypernetFileError
-from .fileio import atomic_write
+from .fileio import atomic_write, file_lock, remove_stale_temp_files
+
+log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 1024 * 1024
 SHORTHASH_LENGTH = 10
@@ -73,7 +77,9 @@ class HashCache:
     """
 
     def __init__(self, entries: dict[str, dict[str, Any]] | None = None) -> None:
-        self._entries: dict[str, dict[str, Any]] = dict(entries or {})
+        self._entries: dict[str, dict[str, Any]] = {
+            k: v for k, v in (entries or {}).items() if _valid_entry(k, v)
+        }
         self._lock = threading.Lock()
         self.dirty = False
 
@@ -135,26 +141,96 @@ class HashCache:
             return json.dumps({"version": 1, "entries": self._entries}, indent=1, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> HashCache:
-        try:
-            data = json.loads(text)
-            entries = data["entries"] if data.get("version") == 1 else {}
-            if not isinstance(entries, dict):
-                entries = {}
-        except (ValueError, AttributeError, KeyError, TypeError):
-            entries = {}
-        return cls({k: v for k, v in entries.items() if isinstance(v, dict)})
+    def from_json(cls, text: str | bytes) -> HashCache:
+        """Parse a persisted cache; invalid entries are dropped, and a hostile or broken text gives an empty cache.
+
+        An entry is kept only if its key is an absolute path, ``sha256`` is 64 lowercase hex
+        characters and ``size``/``mtime_ns`` are non-negative integers.  Never raises: a text too
+        large, too deeply nested (``RecursionError``) or not a cache at all starts empty, with a warning.
+        """
+        return cls(_parse_entries(text, "the hash cache"))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> HashCache:
-        """Read a cache file; a missing or unreadable one gives an empty cache."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                return cls.from_json(f.read())
-        except (OSError, UnicodeDecodeError):
-            return cls()
+        """Read a cache file; a missing, unreadable or invalid one gives an empty cache (never raises)."""
+        return cls(_read_entries(path))
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        text = self.to_json().encode("utf-8")
-        atomic_write(path, lambda f: f.write(text))
-        self.dirty = False
+        """Write the cache to ``path``, merged with what another process saved there meanwhile.
+
+        Under a lock file (``PATH.lock``): re-read ``path``, merge (an entry that matches its file's
+        current size and mtime wins; ours win ties), drop entries of files that no longer exist or
+        changed, and replace ``path`` atomically.  Two processes saving at once lose nothing.
+        Raises :class:`HypernetFileError` when ``path`` cannot be written.
+        """
+        path = os.fspath(path)
+        with file_lock(path + ".lock"):
+            on_disk = _read_entries(path) if os.path.exists(path) else {}
+            with self._lock:
+                ours = dict(self._entries)
+            merged: dict[str, dict[str, Any]] = {}
+            for key in {*on_disk, *ours}:
+                stamp = self._stat(key)
+                if stamp is None:
+                    continue  # the file is gone: prune
+                for entry in (ours.get(key), on_disk.get(key)):
+                    if entry is not None and (entry["size"], entry["mtime_ns"]) == stamp:
+                        merged[key] = entry
+                        break
+            text = json.dumps({"version": 1, "entries": merged}, indent=1, sort_keys=True).encode("utf-8")
+            folder = os.path.dirname(os.path.abspath(path))
+            remove_stale_temp_files(folder, target=os.path.basename(path).__eq__)
+            atomic_write(path, lambda f: f.write(text))
+            with self._lock:
+                for key, entry in ours.items():  # keep what was added while saving
+                    if self._entries.get(key) is entry:
+                        del self._entries[key]
+                self._entries = {**merged, **self._entries}
+                self.dirty = False
+
+
+MAX_CACHE_FILE_SIZE = 64 * 1024 * 1024
+"""A hash cache file larger than this is not read (an entry takes ~200 bytes; 64 MiB is 300,000 files)."""
+
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def _valid_entry(key: object, entry: object) -> bool:
+    if not isinstance(key, str) or not os.path.isabs(key) or not isinstance(entry, dict):
+        return False
+    digest, size, mtime = entry.get("sha256"), entry.get("size"), entry.get("mtime_ns")
+    return (
+        isinstance(digest, str) and _SHA256_RE.fullmatch(digest) is not None
+        and all(type(v) is int and v >= 0 for v in (size, mtime))
+    )
+
+
+def _parse_entries(text: str | bytes, what: str) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads(text)
+        entries = data.get("entries") if isinstance(data, dict) and data.get("version") == 1 else None
+        if not isinstance(entries, dict):
+            if text.strip():
+                log.warning("hypernetworks: %s is not a version-1 hash cache; starting with an empty one", what)
+            return {}
+        valid = {k: {"size": v["size"], "mtime_ns": v["mtime_ns"], "sha256": v["sha256"]}
+                 for k, v in entries.items() if _valid_entry(k, v)}
+    except (ValueError, TypeError, RecursionError, MemoryError) as exc:  # hostile or broken JSON
+        log.warning("hypernetworks: cannot read %s (%s); starting with an empty one", what, type(exc).__name__)
+        return {}
+    if len(valid) != len(entries):
+        log.warning("hypernetworks: %s: ignored %d invalid entries", what, len(entries) - len(valid))
+    return valid
+
+
+def _read_entries(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CACHE_FILE_SIZE + 1)
+    except OSError:
+        return {}
+    if len(data) > MAX_CACHE_FILE_SIZE:
+        log.warning("hypernetworks: the hash cache %s is over %d MiB; starting with an empty one",
+                    os.fspath(path), MAX_CACHE_FILE_SIZE // (1024 * 1024))
+        return {}
+    return _parse_entries(data, os.fspath(path))

@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import numbers
 import os
+import reprlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from . import formats
 from .activations import UnusableActivationError
 from .errors import ActivationError, HypernetError, HypernetFormatError
-from .module import HypernetworkModule, fix_old_state_dict, parse_dropout_structure
+from .fields import METADATA_FIELDS
+from .formats.pickle_scan import check_nesting
+from .module import MAX_WIDTH, HypernetworkModule, fix_old_state_dict, layer_widths, parse_dropout_structure
 
 log = logging.getLogger(__name__)
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = 80
+_REPR.maxother = 80
+_REPR.maxlevel = 3
+
 WEIGHT_INITIALIZATIONS = ("Normal", "XavierUniform", "XavierNormal", "KaimingUniform", "KaimingNormal")
 
-# File keys (and attribute names) of the metadata A1111 writes, in its order.
-METADATA_FIELDS = (
-    "step", "name", "layer_structure", "activation_func", "is_layer_norm", "weight_initialization",
-    "sd_checkpoint", "sd_checkpoint_name", "activate_output", "use_dropout", "dropout_structure",
-    "last_layer_dropout", "optional_info",
-)
 _KNOWN_STR_KEYS = frozenset(METADATA_FIELDS) | {"source_sha256"}
 
 
@@ -139,8 +142,19 @@ class Hypernetwork:
         return raw
 
     def save(self, path: str | os.PathLike[str], *, source_sha256: str | None = None) -> None:
-        """Write atomically; ``.pt`` (A1111-loadable on any torch) or ``.safetensors`` by suffix."""
-        formats.write_raw(path, self.state_dict(), source_sha256=source_sha256 or self.source_sha256)
+        """Write atomically; ``.pt`` (A1111-loadable on any torch) or ``.safetensors`` by suffix.
+
+        The same object always gives the same bytes.  What :func:`load` would refuse (no layers,
+        weights that do not fit the structure, NaN weights, metadata of the wrong type) is refused
+        here with a :class:`~lib_hypernet.HypernetFormatError` naming ``path``, and nothing is written.
+        """
+        formats.format_of(path)
+        raw = self.state_dict()
+        try:
+            from_state_dict(raw, path=os.fspath(path))  # exactly the checks load() makes
+        except HypernetFormatError as exc:
+            raise type(exc)(f"not saved, because the file could not be loaded back: {exc.reason}", path) from exc
+        formats.write_raw(path, raw, source_sha256=source_sha256 or self.source_sha256)
 
     def __repr__(self) -> str:
         return (
@@ -170,6 +184,9 @@ def load(path: str | os.PathLike[str]) -> Hypernetwork:
 def from_state_dict(raw: Mapping[Any, Any], *, path: str | None = None, name: str | None = None) -> Hypernetwork:
     """Build a :class:`Hypernetwork` from an A1111-layout dict, applying A1111's load defaults."""
     stem = os.path.splitext(os.path.basename(path))[0] if path else None
+    if not isinstance(raw, Mapping):
+        raise HypernetFormatError(f"expected a dict of layers and metadata, got a {type(raw).__name__}", path)
+    check_nesting(dict(raw), path)
     fields = _read_fields(raw, path)
 
     dropout_structure = fields["dropout_structure"]
@@ -211,8 +228,31 @@ def from_state_dict(raw: Mapping[Any, Any], *, path: str | None = None, name: st
     return hn
 
 
+# Metadata numbers beyond these cannot be real (and would overflow float conversions).
+_MAX_METADATA_INT = 1 << 63
+MAX_LAYER_STRUCTURE_LEN = 100
+# The weight dtypes a hypernetwork may store (A1111 trains float32; halves and doubles convert exactly).
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    """A real number that converts to a finite float without overflow (ints within +-2**63)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    if isinstance(value, numbers.Integral):
+        try:
+            return abs(int(value)) <= _MAX_METADATA_INT
+        except (TypeError, ValueError, OverflowError):
+            return False
+    try:
+        return math.isfinite(float(value)) and abs(float(value)) <= _MAX_METADATA_INT
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _short(value: Any) -> str:
+    """A bounded repr for error messages (a file's values may be huge)."""
+    return _REPR.repr(value)
 
 
 def _read_fields(raw: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
@@ -221,18 +261,20 @@ def _read_fields(raw: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
         ok = {
             "bool": lambda v: isinstance(v, (bool, int)) or v is None,
             "int": lambda v: _is_number(v) and float(v).is_integer(),
+            "structure": lambda v: isinstance(v, (list, tuple)) and 0 < len(v) <= MAX_LAYER_STRUCTURE_LEN
+            and all(_is_number(x) for x in v),
+            "structure?": lambda v: v is None or (isinstance(v, (list, tuple)) and len(v) <= MAX_LAYER_STRUCTURE_LEN
+                                                  and all(_is_number(x) for x in v)),
             "str?": lambda v: v is None or isinstance(v, str),
-            "numbers": lambda v: isinstance(v, (list, tuple)) and all(_is_number(x) for x in v),
-            "numbers?": lambda v: v is None or (isinstance(v, (list, tuple)) and all(_is_number(x) for x in v)),
         }[kind](value)
         if not ok:
-            raise HypernetFormatError(f"metadata {key!r} has an invalid value {value!r}", path)
+            raise HypernetFormatError(f"metadata {key!r} has an invalid value {_short(value)}", path)
         return value
 
     fields = {
         "name": get("name", None, "str?"),
         "step": int(get("step", 0, "int")),
-        "layer_structure": [_plain_number(x) for x in get("layer_structure", [1, 2, 1], "numbers")],
+        "layer_structure": [_plain_number(x) for x in get("layer_structure", [1, 2, 1], "structure")],
         "activation_func": get("activation_func", None, "str?"),
         "is_layer_norm": bool(get("is_layer_norm", False, "bool")),
         "weight_initialization": get("weight_initialization", "Normal", "str?"),
@@ -240,7 +282,7 @@ def _read_fields(raw: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
         "sd_checkpoint_name": get("sd_checkpoint_name", None, "str?"),
         "activate_output": bool(get("activate_output", True, "bool")),
         "use_dropout": bool(get("use_dropout", False, "bool")),
-        "dropout_structure": get("dropout_structure", None, "numbers?"),
+        "dropout_structure": get("dropout_structure", None, "structure?"),
         "last_layer_dropout": bool(get("last_layer_dropout", False, "bool")),
         "optional_info": get("optional_info", None, "str?"),
     }
@@ -252,6 +294,10 @@ def _read_fields(raw: Mapping[Any, Any], path: str | None) -> dict[str, Any]:
 def all_finite(tensor: torch.Tensor) -> bool:
     """Whether every element is finite.  Exact, and fast for the common case: the sum is finite unless
     some element is not (or the sum overflows, which the full element-wise check then settles)."""
+    if not tensor.is_floating_point() and not tensor.is_complex():
+        return True
+    if tensor.dtype not in WEIGHT_DTYPES:  # e.g. float8: no sum kernel; compare in float32
+        tensor = tensor.to(torch.float32)
     return math.isfinite(float(tensor.sum())) or bool(torch.isfinite(tensor).all())
 
 
@@ -288,19 +334,20 @@ def _build_module(
     path: str | None,
 ) -> HypernetworkModule:
     where = f"width {width} ({branch})"
-    if width < 1:
-        raise HypernetFormatError(f"{where}: width must be positive", path)
+    if width < 1 or width > MAX_WIDTH:
+        raise HypernetFormatError(f"{where}: width must be between 1 and {MAX_WIDTH}", path)
     state = fix_old_state_dict(state)
     for key, tensor in state.items():
         if not isinstance(tensor, torch.Tensor):
-            raise HypernetFormatError(f"{where}: {key!r} is a {type(tensor).__name__}, not a tensor", path)
-        if not tensor.is_floating_point():
-            raise HypernetFormatError(f"{where}: {key!r} has dtype {tensor.dtype}, expected floating point", path)
-        if not all_finite(tensor):
+            raise HypernetFormatError(f"{where}: {_short(key)} is a {type(tensor).__name__}, not a tensor", path)
+        if tensor.dtype not in WEIGHT_DTYPES:
             raise HypernetFormatError(
-                f"{where}: {key!r} contains NaN or infinite values; the file is broken (a diverged training run?)",
+                f"{where}: {_short(key)} has dtype {tensor.dtype}; hypernetwork weights must be float16, bfloat16, "
+                "float32 or float64",
                 path,
             )
+        if tensor.device.type == "meta" or tensor.is_sparse:
+            raise HypernetFormatError(f"{where}: {_short(key)} is not a dense tensor with data", path)
     try:
         with torch.device("meta"):
             module = HypernetworkModule(
@@ -313,13 +360,13 @@ def _build_module(
             )
     except KeyError as exc:
         raise ActivationError(
-            f"unknown activation function {fields['activation_func']!r} (A1111 accepts linear, relu, leakyrelu, elu, "
+            f"unknown activation function {_short(fields['activation_func'])} (A1111 accepts linear, relu, leakyrelu, elu, "
             "swish, tanh, sigmoid and torch.nn activation class names in lower case)",
             path,
         ) from exc
     except TypeError as exc:
         raise ActivationError(
-            f"activation function {fields['activation_func']!r} cannot be built without arguments ({exc})", path
+            f"activation function {_short(fields['activation_func'])} cannot be built without arguments ({exc})", path
         ) from exc
     except ValueError as exc:
         kind = ActivationError if isinstance(exc, UnusableActivationError) else HypernetFormatError
@@ -331,10 +378,10 @@ def _build_module(
     if missing or unexpected:
         raise HypernetFormatError(
             f"{where}: state dict does not match layer_structure={fields['layer_structure']}, "
-            f"activation_func={fields['activation_func']!r}, is_layer_norm={fields['is_layer_norm']}, "
+            f"activation_func={_short(fields['activation_func'])}, is_layer_norm={fields['is_layer_norm']}, "
             f"activate_output={fields['activate_output']}"
-            + (f"; missing {missing}" if missing else "")
-            + (f"; unexpected {unexpected}" if unexpected else ""),
+            + (f"; missing {_short(missing)}" if missing else "")
+            + (f"; unexpected {_short(unexpected)}" if unexpected else ""),
             path,
         )
     for key, param in expected.items():
@@ -342,6 +389,11 @@ def _build_module(
             raise HypernetFormatError(
                 f"{where}: {key!r} has shape {tuple(state[key].shape)}, expected {tuple(param.shape)} "
                 f"for width {width} and layer_structure {fields['layer_structure']}",
+                path,
+            )
+        if not all_finite(state[key]):
+            raise HypernetFormatError(
+                f"{where}: {key!r} contains NaN or infinite values; the file is broken (a diverged training run?)",
                 path,
             )
     module.load_state_dict(
@@ -353,6 +405,10 @@ def _build_module(
 
 
 # --------------------------------------------------------------------- creating
+MAX_CREATE_BYTES = 4 * 1024**3
+"""The largest hypernetwork :func:`create` builds by default (as a float32 file); real ones are far smaller."""
+
+
 def create(
     name: str,
     sizes: Iterable[int] = (768, 320, 640, 1280),
@@ -365,17 +421,35 @@ def create(
     activate_output: bool = False,
     optional_info: str | None = None,
     seed: int | None = None,
+    *,
+    max_bytes: int | None = MAX_CREATE_BYTES,
 ) -> Hypernetwork:
     """A new hypernetwork with A1111's creation options and initialisation.
 
     ``layer_structure``/``dropout_structure`` accept lists or A1111's comma
     strings (``"1, 2, 1"``).  As in A1111, ``dropout_structure`` is used only
     with ``use_dropout`` and is all zeros otherwise.  ``seed`` makes the
-    initial weights reproducible.  Nothing is written to disk.
+    initial weights (and so the saved file) reproducible.  Nothing is written to disk.
+
+    Every argument is checked before anything is allocated: a bad one raises
+    :class:`~lib_hypernet.HypernetFormatError` (a ``ValueError``; :class:`~lib_hypernet.ActivationError`
+    for the activation), as does a network whose float32 weights would exceed ``max_bytes``
+    (``None``: no limit).
     """
+    if not isinstance(name, str):
+        raise HypernetFormatError(f"name must be a string, got {name!r}")
+    widths = _parse_sizes(sizes)
     ls = _parse_structure(layer_structure, "layer_structure")
+    if len(ls) < 2 or ls[0] != 1 or ls[-1] != 1:
+        raise HypernetFormatError(f"layer_structure must start and end with 1 (e.g. 1, 2, 1), got {_listed(ls)}")
+    if any(not x > 0 for x in ls):
+        raise HypernetFormatError(f"layer_structure entries must be positive, got {_listed(ls)}")
+    for flag, value in (("is_layer_norm", is_layer_norm), ("use_dropout", use_dropout),
+                        ("activate_output", activate_output)):
+        if not isinstance(value, bool):
+            raise HypernetFormatError(f"{flag} must be True or False, got {value!r}")
     if use_dropout and dropout_structure not in (None, ""):
-        dropout: list[float] = _parse_structure(dropout_structure, "dropout_structure")  # type: ignore[arg-type]
+        dropout: list[float] = _parse_structure(dropout_structure, "dropout_structure")
         if len(dropout) != len(ls):
             raise HypernetFormatError(f"dropout_structure {dropout} must have as many entries as layer_structure {ls}")
         if any(not 0 <= p < 1 for p in dropout):
@@ -386,14 +460,27 @@ def create(
         raise HypernetFormatError(
             f"unknown weight_initialization {weight_initialization!r}; use one of {', '.join(WEIGHT_INITIALIZATIONS)}"
         )
-    widths = sorted({int(s) for s in sizes})
-    if not widths:
-        raise HypernetFormatError("a hypernetwork needs at least one module size (e.g. 768)")
+    if activation_func is not None and not isinstance(activation_func, str):
+        raise ActivationError(f"activation_func must be a name such as 'relu' or None, got {activation_func!r}")
+    if optional_info is not None and not isinstance(optional_info, str):
+        raise HypernetFormatError(f"optional_info must be a string or None, got {optional_info!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise HypernetFormatError(f"seed must be a whole number or None, got {seed!r}")
+    for width in widths:
+        if min(layer_widths(width, ls)) < 1:
+            raise HypernetFormatError(f"layer_structure {_listed(ls)} gives a layer of width 0 for size {width}")
+    params = estimate_parameters(widths, ls, is_layer_norm)
+    if max_bytes is not None and params * 4 > max_bytes:
+        raise HypernetFormatError(
+            f"sizes {', '.join(map(str, widths))} with layer_structure {_listed(ls)} would make "
+            f"{params:,} parameters, a {_gib(params * 4)} file (the limit is {_gib(max_bytes)}); "
+            "Stable Diffusion's sizes are 320 to 2048 (SD1: 768, 320, 640, 1280)"
+        )
     layers = {}
     rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
     with rng:
         if seed is not None:
-            torch.manual_seed(seed)
+            torch.manual_seed(int(seed))
         for width in widths:
             layers[width] = _new_pair(width, ls, activation_func, weight_initialization, is_layer_norm,
                                       activate_output, dropout)
@@ -410,6 +497,43 @@ def create(
         last_layer_dropout=len(dropout) >= 2 and dropout[-2] != 0,
         optional_info=optional_info,
     )
+
+
+def estimate_parameters(sizes: Iterable[int], layer_structure: Sequence[float], is_layer_norm: bool = False) -> int:
+    """The parameter count of the k and v modules of all ``sizes`` (without building them).
+
+    Counts Linear weights and biases and LayerNorm weights and biases; a parametric activation
+    (PReLU: one weight) adds a negligible few.
+    """
+    total = 0
+    for size in sizes:
+        dims = layer_widths(size, layer_structure)
+        for d_in, d_out in itertools.pairwise(dims):
+            total += d_in * d_out + d_out + (2 * d_out if is_layer_norm else 0)
+    return 2 * total
+
+
+def _parse_sizes(sizes: Iterable[int]) -> list[int]:
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+        raise HypernetFormatError(f"sizes must be a list of whole numbers such as [768, 320, 640, 1280], got {sizes!r}")
+    values = list(sizes)
+    for size in values:
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise HypernetFormatError(f"sizes must be whole numbers such as 768, got {size!r} in {values!r}")
+        if not 1 <= size <= MAX_WIDTH:
+            raise HypernetFormatError(f"sizes must be positive widths such as 768, got {size!r} in {values!r}")
+    widths = sorted({int(s) for s in values})
+    if not widths:
+        raise HypernetFormatError("a hypernetwork needs at least one module size (e.g. 768)")
+    return widths
+
+
+def _listed(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{x:g}" for x in values) + "]"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:,.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:,.1f} MiB"
 
 
 def _new_pair(
@@ -434,8 +558,9 @@ def _new_pair(
             raise HypernetFormatError(str(exc)) from exc
         module.to_empty(device="cpu")
         for layer in module.linear:
-            if type(layer) not in (torch.nn.Linear, torch.nn.LayerNorm) and hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()  # e.g. PReLU's weight (0.25)
+            reset = getattr(layer, "reset_parameters", None)
+            if type(layer) not in (torch.nn.Linear, torch.nn.LayerNorm) and callable(reset):
+                reset()  # e.g. PReLU's weight (0.25)
         _initialise(module, weight_initialization, activation_func)
         module.requires_grad_(False)
         modules.append(module)
@@ -443,9 +568,18 @@ def _new_pair(
 
 
 def _parse_structure(value: Sequence[float] | str, what: str) -> list[float]:
+    """A1111's comma string (``"1, 2, 1"``) or a sequence of real numbers, as floats."""
     try:
-        items = [float(x.strip()) for x in value.split(",")] if isinstance(value, str) else [float(x) for x in value]
-    except ValueError as exc:
+        if isinstance(value, str):
+            items = [float(x.strip()) for x in value.split(",")]
+        else:
+            if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
+                raise TypeError
+            listed = list(value)
+            if any(isinstance(x, bool) or not isinstance(x, numbers.Real) for x in listed):
+                raise TypeError
+            items = [float(x) for x in listed]
+    except (ValueError, TypeError) as exc:
         raise HypernetFormatError(f"{what} must be numbers separated by commas, got {value!r}") from exc
     if any(not math.isfinite(x) for x in items):
         raise HypernetFormatError(f"{what} must be finite numbers, got {value!r}")
@@ -454,13 +588,14 @@ def _parse_structure(value: Sequence[float] | str, what: str) -> list[float]:
 
 def _initialise(module: HypernetworkModule, scheme: str, activation_func: str | None) -> None:
     """A1111's initialisation: every LayerNorm and 'Normal' Linear get N(0, 0.01) weights and zero bias."""
-    nonlinearity = "leaky_relu" if activation_func == "leakyrelu" else "relu"
+    nonlinearity: Literal["leaky_relu", "relu"] = "leaky_relu" if activation_func == "leakyrelu" else "relu"
     init = torch.nn.init
     with torch.no_grad():
         for layer in module.linear:
-            if type(layer) not in (torch.nn.Linear, torch.nn.LayerNorm):
+            if not (type(layer) is torch.nn.Linear or type(layer) is torch.nn.LayerNorm):
                 continue
             weight, bias = layer.weight, layer.bias
+            assert isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor)
             if scheme == "Normal" or type(layer) is torch.nn.LayerNorm:
                 init.normal_(weight, mean=0.0, std=0.01)
             elif scheme == "XavierUniform":

@@ -21,12 +21,23 @@ from typing import Any
 
 from .description import FileDescription, describe_file
 from .description_cache import DescriptionCache
-from .errors import HypernetError, HypernetNotFoundError
+from .errors import HypernetError, HypernetFileError, HypernetNotFoundError
+from .fileio import TEMP_FILE_RE, remove_stale_temp_files
 from .formats import SUFFIXES, format_of
 from .hashing import SHORTHASH_LENGTH, HashCache
 from .hypernetwork import Hypernetwork, load
 
 log = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 1024
+"""Longer names are refused before any matching (no file name is this long; a fuzzy match would cost seconds)."""
+ECHO_LENGTH = 100
+"""How much of a name a message repeats."""
+
+
+def shorten(text: str, limit: int = ECHO_LENGTH) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was (for echoing user input)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,8 @@ class HypernetLibrary:
                 continue
             seen.add(real)
             dirs[:] = sorted(d for d in dirs if self.include_hidden or not d.startswith("."))
+            if any(TEMP_FILE_RE.match(n) for n in names) and self._writable_folder(folder):
+                remove_stale_temp_files(folder, names, target=_is_our_target)  # left by a save that was killed
             for filename in sorted(names):
                 stem, suffix = os.path.splitext(filename)
                 if suffix.lower() not in SUFFIXES or stem == "None" or filename.startswith("."):
@@ -152,6 +165,10 @@ class HypernetLibrary:
         return self._find(name)
 
     def _find(self, name: str) -> HypernetFile:
+        if len(name) > MAX_NAME_LENGTH:
+            raise HypernetNotFoundError(
+                f"hypernetwork name {shorten(name)!r} is too long (at most {MAX_NAME_LENGTH} characters)", name=shorten(name)
+            )
         with self._lock:
             found = self.files.get(name) or self._aliases.get(name) or self._aliases.get(name.replace("\\", "/"))
             if found is not None:
@@ -159,7 +176,7 @@ class HypernetLibrary:
             if name in self.duplicates:
                 choices = [n for n, f in self.files.items() if f.stem == name]
                 raise HypernetNotFoundError(
-                    f"hypernetwork name {name!r} is ambiguous: {len(choices)} files have it; "
+                    f"hypernetwork name {shorten(name)!r} is ambiguous: {len(choices)} files have it; "
                     f"use one of {', '.join(choices)}",
                     name=name,
                     candidates=choices,
@@ -171,7 +188,42 @@ class HypernetLibrary:
             where = self.root or "(no hypernetwork folder)"
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise HypernetNotFoundError(
-                f"hypernetwork {name!r} not found in {where}{hint}", name=name, candidates=close
+                f"hypernetwork {shorten(name)!r} not found in {where}{hint}", name=shorten(name), candidates=close
+            )
+
+    def converted_source(self, file: HypernetFile) -> HypernetFile | None:
+        """The ``.pt`` a ``.safetensors`` was converted from when it lies beside it (same path, other suffix)."""
+        if file.format != "safetensors":
+            return None
+        bare = os.path.splitext(file.path)[0]
+        with self._lock:
+            return next((f for f in self.files.values() if f.format == "pt" and os.path.splitext(f.path)[0] == bare), None)
+
+    # ------------------------------------------------------------------ symlink policy
+    def is_inside(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path``, with every symlink resolved, lies inside the (resolved) library folder."""
+        if not self.root:
+            return False
+        root = os.path.realpath(self.root)
+        real = os.path.realpath(os.fspath(path))
+        return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+    def _writable_folder(self, folder: str) -> bool:
+        return self.is_inside(folder)
+
+    def check_writable(self, path: str | os.PathLike[str]) -> None:
+        """Refuse to write ``path`` unless it resolves inside the library folder.
+
+        Reading follows symlinked sub-folders (linked model folders are common); writing
+        through a link to a place outside the folder is refused.
+        """
+        path = os.fspath(path)
+        if not self.root:
+            raise HypernetFileError("there is no hypernetwork folder to write in", path)
+        if not self.is_inside(path):
+            raise HypernetFileError(
+                f"resolves to {os.path.realpath(path)}, outside the hypernetwork folder {self.root} "
+                "(through a symlink); writing there is refused — convert with the CLI instead", path
             )
 
     # ------------------------------------------------------------------ loading
@@ -321,6 +373,12 @@ def _name_group(stem: str, group: list[HypernetFile]) -> list[tuple[HypernetFile
     else:
         named += [(f, os.path.splitext(f.relpath)[0]) for f in primaries]
     return named
+
+
+def _is_our_target(name: str) -> bool:
+    """A file name our saves write in a hypernetwork folder (a hypernetwork, its ``.optim``, or a temporary one)."""
+    lower = name.lower()
+    return name.startswith(".") or lower.endswith((".optim", *SUFFIXES))
 
 
 def _renamed(file: HypernetFile, name: str) -> HypernetFile:

@@ -41,6 +41,14 @@ def parse_dropout_structure(
     return [0] + [0.3] * (len(layer_structure) - 3) + [0.3 if last_layer_dropout else 0] + [0]
 
 
+def _finite(value: float) -> bool:
+    """A finite number whose products with a width fit a float (huge ints would overflow)."""
+    try:
+        return math.isfinite(value) and abs(value) < 1e200
+    except (TypeError, OverflowError):
+        return False
+
+
 def layer_widths(dim: int, layer_structure: Sequence[float]) -> list[int]:
     """The feature widths A1111 uses: ``int(dim * ratio)`` for every entry (truncation)."""
     return [int(dim * ratio) for ratio in layer_structure]
@@ -70,8 +78,10 @@ def build_layers(
     """
     if len(layer_structure) < 2 or layer_structure[0] != 1 or layer_structure[-1] != 1:
         raise ValueError(f"layer_structure must start and end with 1, got {list(layer_structure)}")
-    if not all(math.isfinite(ratio) for ratio in layer_structure):
+    if not all(_finite(ratio) for ratio in layer_structure):
         raise ValueError(f"layer_structure entries must be finite numbers, got {list(layer_structure)}")
+    if dropout_structure is not None and not all(_finite(p) for p in dropout_structure):
+        raise ValueError(f"dropout_structure entries must be finite numbers, got {list(dropout_structure)}")
     widths = layer_widths(dim, layer_structure)
     if min(widths) < 1:
         raise ValueError(f"layer_structure {list(layer_structure)} gives a layer of width 0 for dim {dim}")

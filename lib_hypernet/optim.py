@@ -9,13 +9,22 @@ Inference never needs this file; nothing in the loading path reads it.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import HypernetError, HypernetFileError
 from .formats import read_torch_file, write_torch_file
-from .hashing import LEGACY_HASH_OF_SMALL_FILES, legacy_hash_is_meaningful, legacy_model_hash, sha256
+from .hashing import (
+    LEGACY_HASH_OF_SMALL_FILES,
+    SHORTHASH_LENGTH,
+    legacy_hash_is_meaningful,
+    legacy_model_hash,
+    sha256,
+)
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OPTIMIZER = "AdamW"
 
@@ -53,6 +62,16 @@ def load_optimizer_state(pt_path: str | os.PathLike[str], pt_sha256: str | None 
     """
     pt_path = os.fspath(pt_path)
     path = optim_path(pt_path)
+    try:
+        return _load_optimizer_state(pt_path, path, pt_sha256)
+    except HypernetError as exc:
+        return OptimizerState("unreadable", f"cannot read {os.path.basename(path)}: {exc.reason}")
+    except (OSError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+        log.warning("optimizer state %s could not be read", path, exc_info=True)
+        return OptimizerState("unreadable", f"cannot read {os.path.basename(path)}: {type(exc).__name__}: {exc}"[:300])
+
+
+def _load_optimizer_state(pt_path: str, path: str, pt_sha256: str | None) -> OptimizerState:
     if not os.path.exists(path):
         return OptimizerState("missing", f"no optimizer state file {os.path.basename(path)}")
     try:
@@ -62,12 +81,14 @@ def load_optimizer_state(pt_path: str | os.PathLike[str], pt_sha256: str | None 
     if not isinstance(data, dict) or not isinstance(data.get("optimizer_state_dict"), dict):
         return OptimizerState("unreadable", f"{os.path.basename(path)} holds no 'optimizer_state_dict'")
     stored = data.get("hash")
-    name = data.get("optimizer_name") or DEFAULT_OPTIMIZER
+    name = data.get("optimizer_name")
+    if not isinstance(name, str) or not name:
+        name = DEFAULT_OPTIMIZER
     try:
         full = pt_sha256 or sha256(pt_path)
     except HypernetFileError as exc:
         return OptimizerState("unreadable", f"cannot hash the hypernetwork file: {exc.reason}", stored_hash=stored)
-    expected = full[:10]
+    expected = full[:SHORTHASH_LENGTH]
     if not isinstance(stored, str) or not stored:
         return OptimizerState("stale", "the optimizer state stores no hash, so it cannot be matched to this file",
                               stored_hash=None, expected_hash=expected)
@@ -98,7 +119,7 @@ def save_optimizer_state(
     pt_path: str | os.PathLike[str], optimizer_state_dict: dict[str, Any], optimizer_name: str = DEFAULT_OPTIMIZER
 ) -> str:
     """Write ``<pt_path>.optim`` for the ``.pt`` now on disk (hashing that file); returns the stored hash."""
-    stored = sha256(pt_path)[:10]
+    stored = sha256(pt_path)[:SHORTHASH_LENGTH]
     write_torch_file(
         optim_path(pt_path),
         {"optimizer_name": optimizer_name, "hash": stored, "optimizer_state_dict": optimizer_state_dict},

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import infotext
-from .convert import convert_file
 from .description import CONTEXT_WIDTHS, ModelFacts
 from .engine.report import EntryReport
-from .errors import HypernetError, HypernetNotFoundError
+from .errors import HypernetError, HypernetFileError, HypernetNotFoundError
 from .hashing import legacy_hash_is_meaningful, legacy_model_hash
 from .hypernetwork import Hypernetwork
 from .library import HypernetFile, HypernetLibrary
@@ -50,6 +49,7 @@ class HypernetService:
 
     def __init__(self, library: HypernetLibrary) -> None:
         self.library = library
+        self._choice_notes: dict[str, str] = {}  # paste-back: why a file was chosen among several
 
     # ------------------------------------------------------------------ generation
     def prepare(
@@ -62,7 +62,9 @@ class HypernetService:
         """Parse, find and load each tag (``tags`` = the items of each ``<hypernet:…>``, in prompt order).
 
         A bad tag, a missing name or a file that fails to load becomes a message and is
-        skipped; everything else is applied.  Never raises for user input.
+        skipped; everything else is applied.  Each tag succeeds or fails on its own: an
+        unexpected error of any kind (not only :class:`HypernetError`) is logged with its
+        traceback and becomes that tag's message, and the other tags and their messages stay.
         """
         result = Prepared()
         for items in tags:
@@ -71,8 +73,22 @@ class HypernetService:
             except TagError as exc:
                 result.messages.append(f"Hypernet tag skipped: {exc}")
                 continue
-            self._add(request, result, with_hashes)
+            except Exception as exc:  # a bug in parsing must not drop the other tags
+                log.exception("hypernetworks: cannot parse the tag %s", _shorten(repr(list(items))))
+                result.messages.append(f"Hypernet tag skipped: {_shorten(repr(list(items)))}: {_describe(exc)}")
+                continue
+            self._add_isolated(request, result, with_hashes)
         return result
+
+    def _add_isolated(self, request: HypernetRequest, result: Prepared, with_hashes: bool) -> None:
+        """:meth:`_add`, leaving ``result`` as it was (plus one message) when it fails unexpectedly."""
+        marks = (len(result.stack), len(result.names), len(result.files), len(result.hashes))
+        try:
+            self._add(request, result, with_hashes)
+        except Exception as exc:
+            log.exception("hypernetworks: %s failed", request.text)
+            del result.stack[marks[0]:], result.names[marks[1]:], result.files[marks[2]:], result.hashes[marks[3]:]
+            result.messages.append(f"Hypernet {request.name} failed to load: {_describe(exc)}")
 
     def _add(self, request: HypernetRequest, result: Prepared, with_hashes: bool) -> None:
         try:
@@ -98,7 +114,7 @@ class HypernetService:
         self, prepared: Prepared, checkpoint_hash: str | None, checkpoint_name: str | None
     ) -> list[str]:
         """A note per hypernetwork whose recorded training checkpoint differs from the loaded one."""
-        messages = []
+        messages: list[str] = []
         if not checkpoint_hash:
             return messages
         for name, (hn, _) in zip(prepared.names, prepared.stack):
@@ -158,6 +174,7 @@ class HypernetService:
                 recorded[legacy_name] = str(legacy_hash).strip().lower()
         if not recorded:
             return {}
+        self._choice_notes = {}
         renames: dict[str, str] = {}
         for key in ("Prompt", "Negative prompt", "Hires prompt", "Hires negative prompt"):
             text = params.get(key)
@@ -168,7 +185,8 @@ class HypernetService:
                 params[key] = infotext.restore_prompt(text, found)
                 renames.update(found)
         for old, new in renames.items():
-            log.info("hypernetworks: pasted tag %s now points to %s (same hash %s)", old, new, recorded.get(old))
+            log.warning("hypernetworks: pasted tag %s now points to %s (it has the recorded hash %s)%s",
+                        old, new, recorded.get(old), self._choice_notes.get(new, ""))
         return renames
 
     def _exists(self, name: str) -> bool:
@@ -185,13 +203,27 @@ class HypernetService:
             return None
 
     def _find_by_hash(self, wanted: str) -> str | None:
+        """The name of the file with hash ``wanted``.
+
+        A file whose own sha256 matches wins over a converted ``.safetensors`` whose recorded
+        source hash matches (the renamed original is what the infotext was made with); among
+        equals, the first by name.  When several match, the choice is noted for the log.
+        """
         found = self.library.find_by_hash(wanted)
         if not found and len(wanted) == 8:  # 2022 infotext: A1111's legacy model hash
             found = [
                 f for f in self.library.files.values()
                 if legacy_hash_is_meaningful(f.path) and legacy_model_hash(f.path) == wanted
             ]
-        return found[0].name if len(found) >= 1 else None
+        if not found:
+            return None
+        own = [f for f in found if (self.library.hash_cache.get(f.path) or "").startswith(wanted)]
+        chosen = (own or found)[0]
+        if len(found) > 1:
+            others = ", ".join(f.name for f in found if f is not chosen)
+            why = "its own hash matches" if own else "its recorded source hash matches"
+            self._choice_notes[chosen.name] = f"; chose it over {others} ({why})"
+        return chosen.name
 
     # ------------------------------------------------------------------ API
     def list(self, *, refresh: bool = False, model: ModelFacts | None = None) -> list[dict[str, Any]]:
@@ -208,14 +240,48 @@ class HypernetService:
         return summary
 
     def convert(self, name: str, *, overwrite: bool = False) -> dict[str, Any]:
-        """Write ``<stem>.safetensors`` beside a ``.pt``; outputs are checked bit-identical before returning."""
+        """Write ``<stem>.safetensors`` beside a ``.pt``; outputs are checked bit-identical before returning.
+
+        ``name`` may be the plain name of a ``.pt`` that was converted already (the plain name
+        then belongs to the ``.safetensors``): that says the target exists and to pass ``overwrite``.
+        A target that is a directory, a bad source file, or a target outside the hypernetwork
+        folder (through a symlink) raises :class:`HypernetError`.
+        """
+        from .convert import convert_file  # only a conversion needs it (start-up stays light)
+
         file = self.library.find(name)
         if file.format != "pt":
-            raise HypernetError(f"{file.name} is already a .safetensors file", file.path)
+            source = self.library.converted_source(file)
+            if source is None:
+                raise HypernetError(f"{file.name} is already a .safetensors file", file.path)
+            file = source
         target = os.path.splitext(file.path)[0] + ".safetensors"
+        if os.path.isdir(target):
+            raise HypernetFileError("is a directory; move it away or rename the .pt first", target)
+        self.library.check_writable(target)
+        if os.path.lexists(target) and not overwrite:
+            raise HypernetFileError(f"{os.path.basename(target)} already exists; pass overwrite to replace it", target)
+        try:
+            loaded = self.library.get(file)
+        except HypernetError:
+            raise
+        except Exception as exc:  # defence in depth: one bad file gives our error, never a 500
+            log.warning("hypernetworks: cannot load %s", file.path, exc_info=True)
+            raise HypernetError(f"cannot load: {_describe(exc)}", file.path) from exc
         convert_file(file.path, target, overwrite=overwrite, overwrite_hint="pass overwrite to replace it",
-                     loaded=self.library.get(file), source_sha256=self.library.sha256(file))
+                     loaded=loaded, source_sha256=self.library.sha256(file))
         self.library.refresh()
         converted = next(f for f in self.library.files.values() if f.path == os.path.abspath(target))
         return self.library.summary(converted)
 
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters (user input echoed in messages and logs)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line description of an unexpected exception for a message under the image."""
+    text = str(exc) if isinstance(exc, HypernetError) else f"{type(exc).__name__}: {exc}"
+    return _shorten(text, 500)

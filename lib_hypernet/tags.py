@@ -99,9 +99,9 @@ def parse_items(items: Sequence[Any], default_multiplier: float = 1.0) -> Hypern
     cross_attn = _number(named["cross"], "cross", text) if "cross" in named else multiplier
     start = _number(named["start"], "start", text) if "start" in named else 0.0
     stop = _number(named["stop"], "stop", text) if "stop" in named else 1.0
-    for what, value in (("start", start), ("stop", stop)):
-        if not 0.0 <= value <= 1.0:
-            raise TagError(f"{text}: {what} is a fraction of the sampling steps between 0 and 1, got {value:g}")
+    for what, fraction in (("start", start), ("stop", stop)):
+        if not 0.0 <= fraction <= 1.0:
+            raise TagError(f"{text}: {what} is a fraction of the sampling steps between 0 and 1, got {fraction:g}")
     if start >= stop:
         raise TagError(f"{text}: start ({start:g}) must be before stop ({stop:g})")
     return HypernetRequest(name, Strength(self_attn, cross_attn, start, stop), text)

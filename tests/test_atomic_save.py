@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 import safetensors.torch
-import torch
 
 import lib_hypernet
-from lib_hypernet.formats import safetensors_v1
+from lib_hypernet.formats import pt_legacy_writer, safetensors_v1
 
 
 @pytest.fixture
@@ -55,7 +54,7 @@ def _partial_torch_save_oserror(obj: Any, f: Any, *args: Any, **kwargs: Any) -> 
 @pytest.mark.parametrize("writer", [_partial_torch_save, _partial_torch_save_oserror], ids=["runtime", "enospc"])
 def test_pt_write_fails_midway(writer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path, before = _existing(tmp_path, ".pt")
-    monkeypatch.setattr(torch, "save", writer)
+    monkeypatch.setattr(pt_legacy_writer, "save_legacy", writer)
     with pytest.raises((RuntimeError, lib_hypernet.HypernetError)) as info:
         _hn(2).save(path)
     if isinstance(info.value, OSError):
@@ -140,7 +139,7 @@ def test_replace_fails(suffix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_failed_first_save_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch, "save", _partial_torch_save)
+    monkeypatch.setattr(pt_legacy_writer, "save_legacy", _partial_torch_save)
     with pytest.raises(RuntimeError):
         _hn(2).save(tmp_path / "new.pt")
     assert os.listdir(tmp_path) == []
@@ -152,7 +151,7 @@ def test_optimizer_state_save_is_atomic(tmp_path: Path, monkeypatch: pytest.Monk
     lib_hypernet.save_optimizer_state(pt, {"state": {}, "param_groups": []})
     optim = Path(lib_hypernet.optim_path(pt))
     before = optim.read_bytes()
-    monkeypatch.setattr(torch, "save", _partial_torch_save)
+    monkeypatch.setattr(pt_legacy_writer, "save_legacy", _partial_torch_save)
     with pytest.raises(RuntimeError):
         lib_hypernet.save_optimizer_state(pt, {"state": {"x": 1}, "param_groups": []})
     monkeypatch.undo()
@@ -195,3 +194,72 @@ def test_save_into_missing_folder(tmp_path: Path) -> None:
 def test_real_safetensors_writer_is_used(tmp_path: Path) -> None:
     """Sanity: the monkeypatched name above is the serialiser the module really calls."""
     assert safetensors_v1.safetensors_save is safetensors.torch.save
+
+
+# --------------------------------------------------------------------------- leftovers of a killed save
+KILLED_SAVE = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from lib_hypernet.fileio import atomic_open
+with atomic_open(sys.argv[2]) as f:
+    f.write(b"partial" * 1000)
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_save(tmp_path: Path, target: Path) -> Path:
+    import subprocess
+    import sys
+
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_SAVE)
+    proc = subprocess.run([sys.executable, str(script), str(Path(__file__).resolve().parents[1]), str(target)])
+    assert proc.returncode == -9
+    left = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.") and p.name.endswith(".tmp")]
+    assert len(left) == 1, list(target.parent.iterdir())
+    return left[0]
+
+
+def _age(path: Path, seconds: float) -> None:
+    old = path.stat().st_mtime - seconds
+    os.utime(path, (old, old))
+
+
+def test_library_refresh_removes_stale_temp_files_of_a_killed_save(tmp_path: Path) -> None:
+    from lib_hypernet.fileio import STALE_AFTER_S
+
+    folder = tmp_path / "hypernetworks"
+    (folder / "sub").mkdir(parents=True)
+    good = folder / "sub" / "good.pt"
+    _hn(1).save(good)
+    before = good.read_bytes()
+    stale = _killed_save(tmp_path, good)
+    fresh = _killed_save(tmp_path, folder / "fresh.pt")  # a save that might still be running
+    stale_conv = folder / "sub" / ".good.safetensors.abcd1234.tmp.safetensors"
+    stale_conv.write_bytes(b"x")
+    not_ours = [folder / ".notes.txt.abcd1234.tmp", folder / ".good.pt.ABCD1234.tmp", folder / ".good.pt.tmp",
+                folder / "good.pt.abcd1234.tmp"]
+    for p in not_ours:
+        p.write_bytes(b"keep me")
+    for p in (stale, stale_conv, fresh, *not_ours):
+        _age(p, STALE_AFTER_S + 60 if p is not fresh else 5)
+    library = lib_hypernet.HypernetLibrary(folder)
+    assert [f.name for f in library.refresh()] == ["good"]
+    assert not stale.exists() and not stale_conv.exists()
+    assert fresh.exists() and all(p.exists() for p in not_ours)
+    assert good.read_bytes() == before and lib_hypernet.load(good).name == "hn1"
+
+
+def test_hash_cache_save_removes_its_own_stale_temp_files(tmp_path: Path) -> None:
+    from lib_hypernet.fileio import STALE_AFTER_S
+
+    store = tmp_path / "cache" / "hashes.json"
+    store.parent.mkdir()
+    stale = _killed_save(tmp_path, store)
+    other = store.parent / ".cache.json.abcd1234.tmp"  # another program's, same pattern: not touched
+    other.write_bytes(b"x")
+    for p in (stale, other):
+        _age(p, STALE_AFTER_S + 60)
+    lib_hypernet.HashCache().save(store)
+    assert not stale.exists() and other.exists() and store.exists()

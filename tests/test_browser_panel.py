@@ -108,6 +108,20 @@ def test_standalone_panel_in_chromium(panel_url, page, tmp_path: Path) -> None:
     if shots:
         shutil.copyfile(tmp_path / "panel.png", Path(shots) / "panel.png")
 
+    # after a header click sorts the table in the browser, a click on a row still selects that row's file
+    header = page.locator("#hypernet_lib_table th", has_text="step")
+    for order in ("ascending", "descending"):
+        header.locator(".sort-button").click()
+        page.wait_for_function("(order) => Array.from(document.querySelectorAll('#hypernet_lib_table th'))"
+                               ".some(th => th.innerText.trim() === 'step' && th.getAttribute('aria-sort') === order)",
+                               arg=order)
+    page.wait_for_function("() => (document.querySelector('#hypernet_lib_table tbody tr td') || {}).innerText"
+                           " === 'dims_24_32_48_meta'")
+    last = _table_names(page)[-1]
+    assert last != "dims_24_32_48_meta"
+    page.locator("#hypernet_lib_table tbody tr").last.locator("td").nth(4).click()
+    _wait_text(page, "#hypernet_lib_detail", f"{last}.pt")
+
     # the search box filters
     page.fill("#hypernet_lib_search textarea", "novelai")
     page.wait_for_function("() => document.querySelectorAll('#hypernet_lib_table tbody tr').length === 1")
@@ -129,3 +143,60 @@ def test_standalone_panel_in_chromium(panel_url, page, tmp_path: Path) -> None:
     page.click("#hypernet_lib_convert")
     _wait_text(page, "#hypernet_lib_result", "tick 'Overwrite'")
     assert (folder / "legacy_novelai.safetensors").stat().st_mtime_ns == before
+
+
+# A1111's page globals the tab's "send to" buttons use (javascript/ui.js, script.js), as the webui defines them.
+A1111_GLOBALS = """
+window.gradioApp = () => document.querySelector('gradio-app').shadowRoot || document;
+window.updateInput = (target) => { const e = new Event('input', {bubbles: true}); target.dispatchEvent(e); };
+window.__switched = [];
+window.switch_to_txt2img = () => window.__switched.push('txt2img');
+window.switch_to_img2img = () => window.__switched.push('img2img');
+"""
+
+
+def test_webui_tab_sends_the_tag_to_txt2img(tmp_path: Path, page) -> None:
+    """The tab that ``on_ui_tabs`` builds in the webui stand-in, rendered beside txt2img/img2img prompt boxes."""
+    import gradio as gr
+    import webui_util as wu
+
+    from lib_hypernet.webui import tab
+
+    wu.reset(tmp_path)
+    try:
+        wu.write_hn("anime", seed=1)
+        wu.write_hn("painterly", subdir="styles", seed=2)
+        wu.start()
+        (tab_blocks,) = [t[0] for t in wu.webui.harness["ui_tabs"] if t[2] == tab.TAB_ID]
+        with gr.Blocks(analytics_enabled=False) as page_app:
+            typed = gr.Textbox(elem_id="txt2img_prompt", label="txt2img prompt", value="a cat")
+            seen = gr.Textbox(elem_id="seen_by_python", label="the prompt gradio has")
+            gr.Textbox(elem_id="img2img_prompt", label="img2img prompt")
+            typed.change(lambda text: text, [typed], [seen])  # proves gradio got the edit, not just the DOM
+            tab_blocks.render()
+        page_app.queue()
+        _, url, _ = page_app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+        try:
+            page.add_init_script(A1111_GLOBALS)
+            page.goto(url)
+            _wait_text(page, "#hypernet_lib_table", "styles/painterly.pt")
+            page.locator("#hypernet_lib_table td", has_text="painterly").first.click()
+            page.wait_for_function("() => document.querySelector('#hypernet_lib_tag textarea').value"
+                                   " === '<hypernet:painterly:0.8>'")
+            page.click("#hypernet_lib_send_0")
+            page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value"
+                                   " === 'a cat <hypernet:painterly:0.8>'")
+            page.wait_for_function("() => document.querySelector('#seen_by_python textarea').value"
+                                   " === 'a cat <hypernet:painterly:0.8>'")
+            assert page.evaluate("() => window.__switched") == ["txt2img"]
+            page.click("#hypernet_lib_send_1")
+            page.wait_for_function("() => document.querySelector('#img2img_prompt textarea').value"
+                                   " === '<hypernet:painterly:0.8>'")
+            page.locator("#hypernet_lib_panel").screenshot(path=str(tmp_path / "tab.png"))
+            shots = os.environ.get("HYPERNET_SCREENSHOT_DIR")
+            if shots:
+                shutil.copyfile(tmp_path / "tab.png", Path(shots) / "tab.png")
+        finally:
+            page_app.close()
+    finally:
+        wu.webui.unload()

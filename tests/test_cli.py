@@ -77,7 +77,7 @@ def test_info_human(capsys: pytest.CaptureFixture[str], fixtures_dir: Path) -> N
     assert relu["activation"] == "relu"
     assert relu["legacy hash"].startswith("e3b0c442 (meaningless under 1 MiB")
     assert relu[".optim"].startswith("missing")
-    assert "fix: hypernet convert" in out
+    assert "fix: python -m lib_hypernet convert" in out
 
     novelai = blocks["legacy_novelai.pt"]
     assert novelai["modules"] == "8: Linear(8, 16) → Linear(16, 8)"
@@ -504,3 +504,159 @@ def test_python_dash_m_info(fixtures_dir: Path) -> None:
     assert "base model:      random-sd15 [a1b2c3d4e5]" in lines
     assert "shorthash:       e35e8dc32d" in lines
     assert result.stderr == ""
+
+
+# --------------------------------------------------------------------- bad input never shows a traceback
+def _subprocess_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def test_create_refuses_huge_sizes_up_front(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "create", "big", "--sizes", "100000", "--out", tmp_path)
+    assert code == 1
+    assert_one_error_line(err)
+    assert "80,000,600,000 parameters" in err and "298.0 GiB" in err and "limit is 4.0 GiB" in err
+    assert os.listdir(tmp_path) == [] and out == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("..", "starts with '.'"),
+        (".hidden", "starts with '.'"),
+        ("../../etc/evil", "path separator"),
+        ("sub/x", "path separator"),
+        ("sub\\x", "path separator"),
+    ],
+)
+def test_create_refuses_folders_and_hidden_names(
+    name: str, says: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "a" / "b"
+    code, _, err = run(capsys, "create", name, "--sizes", "8", "--out", out_dir)
+    assert code == 2
+    assert_one_error_line(err)
+    assert says in err and repr(name) in err
+    assert "unknown hypernetwork file type" not in err
+    assert list(tmp_path.rglob("*")) == []
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "ascii"])
+@pytest.mark.parametrize("command", ["info", "hash", "verify", "convert"])
+def test_non_utf8_output_with_non_ascii_names(command: str, encoding: str, tmp_path: Path) -> None:
+    path = tmp_path / "日本-Grüße.pt"
+    lib_hypernet.create("x", sizes=[8], seed=1).save(path)
+    argv = [command, str(path)] + ([str(tmp_path / "ß→.safetensors")] if command == "convert" else [])
+    result = subprocess.run(
+        [sys.executable, "-m", "lib_hypernet", *argv], capture_output=True, env={**_subprocess_env(),
+        "PYTHONIOENCODING": encoding}, cwd=tmp_path, timeout=300, check=False,
+    )
+    stdout, stderr = result.stdout.decode(encoding), result.stderr.decode(encoding)
+    assert result.returncode == 0, stderr
+    assert "Traceback" not in stderr and stderr == ""
+    assert "\\u65e5\\u672c-Gr" in stdout  # 日本 as escapes, the rest as the encoding allows
+    if command == "hash":
+        assert stdout.split()[0] == lib_hypernet.sha256(path)
+
+
+def test_missing_file_with_non_ascii_name_on_ascii_stderr(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lib_hypernet", "info", str(tmp_path / "ünknown.pt")], capture_output=True,
+        env={**_subprocess_env(), "PYTHONIOENCODING": "ascii"}, cwd=tmp_path, timeout=300, check=False,
+    )
+    stderr = result.stderr.decode("ascii")
+    assert result.returncode == 1
+    assert "Traceback" not in stderr and "\\xfcnknown.pt: file not found" in stderr
+
+
+_INTERRUPT_AT_START = r"""
+import runpy, sys
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            raise KeyboardInterrupt
+        return None
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["-m", "info", "x.pt"]
+runpy.run_module("lib_hypernet", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_ctrl_c_during_start_up(tmp_path: Path) -> None:
+    """Ctrl-C while torch is being imported: one line, exit status 130 (the shell's code for SIGINT)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_AT_START], capture_output=True, text=True, env=_subprocess_env(),
+        cwd=tmp_path, timeout=300, check=False,
+    )
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "interrupted"
+    assert result.stdout == ""
+
+
+def test_ctrl_c_while_running(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "hash_files", interrupted)
+    code, _, err = run(capsys, "hash", tmp_path / "x.pt")
+    assert code == 130
+    assert err.strip() == "interrupted"
+
+
+def _read_only_folder(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make creating files in ``folder`` fail as a read-only folder does (the tests may run as root)."""
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def mkstemp(*args: object, dir: str | None = None, **kwargs: object) -> tuple[int, str]:
+        if dir is not None and Path(dir).resolve() == folder.resolve():
+            raise PermissionError(13, "Permission denied", os.path.join(dir, ".tmpXYZ"))
+        return real(*args, dir=dir, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_convert_into_read_only_folder_names_the_target(
+    suffix: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src.pt"
+    lib_hypernet.create("x", sizes=[8], seed=1).save(src)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _read_only_folder(monkeypatch, locked)
+    code, _, err = run(capsys, "convert", src, locked / f"out{suffix}")
+    assert code == 1
+    assert_one_error_line(err)
+    assert err.strip() == f"error: {locked / f'out{suffix}'}: cannot write in its folder: Permission denied"
+    assert list(locked.iterdir()) == []
+
+
+def test_create_into_read_only_folder_names_the_path_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _read_only_folder(monkeypatch, tmp_path)
+    code, _, err = run(capsys, "create", "x", "--sizes", "8", "--out", tmp_path)
+    assert code == 1
+    assert err.strip() == f"error: {tmp_path / 'x.pt'}: cannot write in its folder: Permission denied"
+    assert err.count(str(tmp_path)) == 1
+
+
+def test_fix_hint_runs_as_written(capsys: pytest.CaptureFixture[str], fixtures_dir: Path, tmp_path: Path) -> None:
+    """The `fix:` line of info and verify is a command that works from the extension folder, no install step."""
+    import shlex
+
+    path = tmp_path / "zip.pt"
+    path.write_bytes((fixtures_dir / "act_relu.pt").read_bytes())
+    run(capsys, "verify", path)
+    _, out, _ = run(capsys, "info", path)
+    hint = next(line for line in out.splitlines() if "fix:" in line).split("fix:", 1)[1].split("  (")[0].strip()
+    assert hint == f"python -m lib_hypernet convert {path} {path} --force"
+    assert f"fix: {hint}" in run(capsys, "verify", path)[2]
+    argv = shlex.split(hint)
+    assert argv[0] == "python"
+    result = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, cwd=REPO_ROOT,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert a1111_safe_check(path) == "ok"

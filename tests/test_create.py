@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from hn_testutil import module_reprs, typed
@@ -187,3 +190,91 @@ def test_fresh_network_is_nearly_identity() -> None:
     k, _ = lib_hypernet.apply_hypernetworks(ctx, [(hn, 1.0)])
     assert (k - ctx).abs().max().item() < 0.01
     assert not torch.equal(k, ctx)
+
+
+# --------------------------------------------------------------------- the library validates like the CLI
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"sizes": [8.7]}, "whole numbers"),
+        ({"sizes": [8.0]}, "whole numbers"),
+        ({"sizes": [True]}, "whole numbers"),
+        ({"sizes": [-5]}, "positive"),
+        ({"sizes": [0]}, "positive"),
+        ({"sizes": "768"}, "list of whole numbers"),
+        ({"sizes": 768}, "list of whole numbers"),
+        ({"sizes": ["768"]}, "whole numbers"),
+        ({"layer_structure": [1, True, 1]}, "layer_structure"),
+        ({"layer_structure": [1, "2", 1]}, "layer_structure"),
+        ({"layer_structure": 5}, "layer_structure"),
+        ({"layer_structure": [1, -2, 1]}, "positive"),
+        ({"layer_structure": [1, 0, 1]}, "positive"),
+        ({"layer_structure": {1: 2}}, "layer_structure"),
+        ({"is_layer_norm": "yes"}, "is_layer_norm"),
+        ({"use_dropout": 1}, "use_dropout"),
+        ({"activate_output": None}, "activate_output"),
+        ({"optional_info": 5}, "optional_info"),
+        ({"seed": 1.5}, "seed"),
+        ({"seed": True}, "seed"),
+        ({"sizes": [100000]}, "limit is 4.0 GiB"),
+    ],
+)
+def test_create_refuses_bad_arguments(options: dict, says: str) -> None:
+    with pytest.raises(lib_hypernet.HypernetFormatError) as info:
+        lib_hypernet.create("x", **{"sizes": [8], **options})
+    assert isinstance(info.value, ValueError)
+    assert says in str(info.value)
+
+
+def test_create_refuses_bad_names_and_activations() -> None:
+    with pytest.raises(lib_hypernet.HypernetFormatError, match="name must be a string"):
+        lib_hypernet.create(None, sizes=[8])  # type: ignore[arg-type]
+    with pytest.raises(lib_hypernet.ActivationError, match="activation_func"):
+        lib_hypernet.create("x", sizes=[8], activation_func=3)  # type: ignore[arg-type]
+
+
+def test_create_size_limit_is_checked_before_allocating() -> None:
+    params = lib_hypernet.hypernetwork.estimate_parameters([100000], [1, 2, 1])
+    assert params == 2 * (100000 * 200000 + 200000 + 200000 * 100000 + 100000)
+    hn = lib_hypernet.create("x", sizes=[8, 24], layer_structure=[1, 1.5, 1], is_layer_norm=True, seed=0)
+    assert lib_hypernet.hypernetwork.estimate_parameters([8, 24], [1, 1.5, 1], True) == hn.param_count
+    with pytest.raises(lib_hypernet.HypernetFormatError, match="limit"):
+        lib_hypernet.create("x", sizes=[64], max_bytes=1000)
+    assert lib_hypernet.create("x", sizes=[64], max_bytes=None).widths == [64]
+
+
+def test_numpy_integers_are_sizes() -> None:
+    import numpy as np
+
+    assert lib_hypernet.create("x", sizes=[np.int64(8)], seed=np.int32(1)).widths == [8]
+
+
+def test_widths_are_truncated_like_a1111_int() -> None:
+    """``int(768 * 0.7)`` is 537 (538 if rounded); 1.55 · 320 = 496.00000000000006 → 496 (not 497/ceil)."""
+    hn = lib_hypernet.create("t", sizes=[768, 320], layer_structure=[1, 0.7, 1.55, 1], seed=0)
+    k = hn.layers[768][0].linear
+    assert (k[0].out_features, k[1].out_features) == (537, int(768 * 1.55))
+    assert hn.layers[320][0].linear[0].out_features == int(320 * 0.7) == 224
+    assert lib_hypernet.module.layer_widths(5, [1, 1.9, 1]) == [5, 9, 5]  # 9.5 → 9, not 10
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path: Path) -> None:
+    for path in (tmp_path / "empty.pt", tmp_path / "empty.safetensors"):
+        with pytest.raises(lib_hypernet.HypernetFormatError, match="no layers") as info:
+            lib_hypernet.Hypernetwork().save(path)
+        assert str(path) in str(info.value)
+    hn = lib_hypernet.create("x", sizes=[8], seed=0)
+    hn.layers[8][0].linear[0].weight[0, 0] = float("nan")
+    with pytest.raises(lib_hypernet.HypernetFormatError, match="NaN"):
+        hn.save(tmp_path / "nan.pt")
+    hn = lib_hypernet.create("x", sizes=[8], seed=0)
+    hn.layer_structure = [1, 3, 1]  # no longer matches the weights
+    with pytest.raises(lib_hypernet.HypernetFormatError, match="layer_structure"):
+        hn.save(tmp_path / "mismatch.safetensors")
+    hn = lib_hypernet.create("x", sizes=[8], seed=0)
+    hn.step = "many"  # type: ignore[assignment]
+    with pytest.raises(lib_hypernet.HypernetFormatError, match="step"):
+        hn.save(tmp_path / "step.pt")
+    with pytest.raises(lib_hypernet.HypernetFormatError, match="unknown hypernetwork file type"):
+        lib_hypernet.create("x", sizes=[8]).save(tmp_path / "x.ckpt")
+    assert os.listdir(tmp_path) == []

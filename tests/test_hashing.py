@@ -220,3 +220,135 @@ def test_cache_missing_file_raises(tmp_path: Path) -> None:
     assert cache.get(path) is None
     with pytest.raises(lib_hypernet.HypernetFileError):
         cache.sha256(path)
+
+
+# --------------------------------------------------------------------------- HashCache: hostile files, merges
+GOOD_SHA = "a" * 64
+
+
+def _entry(path: Path, **changes: object) -> dict:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": GOOD_SHA, **changes}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"sha256": "A" * 64}, {"sha256": "a" * 63}, {"sha256": "g" * 64}, {"sha256": "a" * 64 + "\n"}, {"sha256": 5},
+     {"size": "3"}, {"size": 3.0}, {"size": True}, {"size": -1}, {"mtime_ns": None}, {"mtime_ns": 1.5}],
+    ids=["upper", "short", "not-hex", "newline", "int", "size-str", "size-float", "size-bool", "size-negative",
+         "mtime-none", "mtime-float"],
+)
+def test_invalid_entries_are_not_trusted(changes: dict, tmp_path: Path) -> None:
+    a = tmp_path / "a.pt"
+    digest = _write(a, b"abc")
+    store = tmp_path / "cache.json"
+    store.write_text(json.dumps({"version": 1, "entries": {str(a.resolve()): _entry(a, **changes)}}))
+    cache = lib_hypernet.HashCache.load(store)
+    assert cache.get(a) is None
+    assert cache.sha256(a) == digest  # computed, not the bogus cached value
+
+
+def test_valid_entry_is_trusted_and_relative_keys_are_not(tmp_path: Path) -> None:
+    a = tmp_path / "a.pt"
+    _write(a, b"abc")
+    store = tmp_path / "cache.json"
+    store.write_text(json.dumps({"version": 1, "entries": {str(a.resolve()): _entry(a), "rel/a.pt": _entry(a)}}))
+    cache = lib_hypernet.HashCache.load(store)
+    assert cache.get(a) == GOOD_SHA  # documented: a same-size edit with a restored mtime keeps a cached hash
+    assert cache.find("") == [str(a.resolve())]
+
+
+@pytest.mark.parametrize("kind", ["lists", "dicts", "huge-int", "oversized"])
+def test_hostile_cache_file_starts_empty(kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "cache.json"
+    if kind == "lists":
+        store.write_text('{"version": 1, "entries": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    elif kind == "dicts":
+        store.write_text('{"version": 1, "entries": {"/x": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001 + "}")
+    elif kind == "huge-int":
+        store.write_text('{"version": 1, "entries": {"/x": {"size": ' + "9" * 5000 + ', "mtime_ns": 1, "sha256": "'
+                         + GOOD_SHA + '"}}}')
+    else:
+        with open(store, "wb") as f:
+            f.write(b'{"version": 1, "entries": {}, "pad": "')
+            f.seek(65 * 1024 * 1024)
+            f.write(b'"}')
+    with caplog.at_level("WARNING"):
+        cache = lib_hypernet.HashCache.load(store)
+    assert cache.find("") == []
+    assert any("hash cache" in r.getMessage() or "cannot read" in r.getMessage() for r in caplog.records)
+
+
+def test_save_prunes_deleted_and_changed_files(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
+    for p in (a, b, c):
+        _write(p, p.name.encode())
+    cache = lib_hypernet.HashCache()
+    for p in (a, b, c):
+        cache.sha256(p)
+    b.unlink()
+    _write(c, b"changed, another size")
+    store = tmp_path / "cache.json"
+    cache.save(store)
+    assert set(json.loads(store.read_text())["entries"]) == {str(a.resolve())}
+
+
+def test_save_merges_with_what_another_process_saved(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    da, db = _write(a, b"aaa"), _write(b, b"bbb")
+    store = tmp_path / "cache.json"
+    one, two = lib_hypernet.HashCache.load(store), lib_hypernet.HashCache.load(store)
+    one.sha256(a)
+    two.sha256(b)
+    one.save(store)
+    two.save(store)  # last writer: keeps the other's entry too
+    merged = lib_hypernet.HashCache.load(store)
+    assert merged.get(a) == da and merged.get(b) == db
+    assert two.get(a) == da  # and adopts it
+
+
+WRITER = r"""
+import hashlib, os, sys
+sys.path.insert(0, sys.argv[1])
+import lib_hypernet
+folder, store, who, n = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+cache = lib_hypernet.HashCache.load(store)
+open(os.path.join(folder, who + ".ready"), "w").close()
+while not os.path.exists(os.path.join(folder, "go")):
+    pass
+for i in range(n):
+    path = os.path.join(folder, f"{who}{i}.pt")
+    with open(path, "wb") as f:
+        f.write(f"{who}{i}".encode())
+    cache.sha256(path)
+    cache.save(store)
+"""
+
+
+def test_two_processes_saving_at_once_lose_nothing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    store = tmp_path / "cache.json"
+    repo = str(Path(__file__).resolve().parents[1])
+    procs = [subprocess.Popen([sys.executable, str(script), repo, str(tmp_path), str(store), who, "50"])
+             for who in ("p", "q")]
+    try:
+        while not all((tmp_path / f"{who}.ready").exists() for who in ("p", "q")):
+            assert all(p.poll() is None for p in procs)
+            time.sleep(0.05)
+        (tmp_path / "go").touch()
+        assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    entries = json.loads(store.read_text())["entries"]
+    assert len(entries) == 100
+    for who in ("p", "q"):
+        for i in range(50):
+            path = tmp_path / f"{who}{i}.pt"
+            assert entries[str(path)]["sha256"] == hashlib.sha256(f"{who}{i}".encode()).hexdigest()

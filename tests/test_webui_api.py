@@ -121,28 +121,6 @@ def test_convert(client):
     assert not os.path.exists(os.path.join(wu.hn_dir(), "evil.safetensors"))
 
 
-def test_api_auth(tmp_path):
-    wu.reset(tmp_path)
-    try:
-        wu.write_hn("x", seed=1)
-        app = wu.start(args=["--api-auth", "user:pass,other:secret"])
-        client = TestClient(app)
-        routes = [
-            ("get", "/hypernet/v1/hypernetworks"),
-            ("get", "/hypernet/v1/hypernetworks/x"),
-            ("post", "/hypernet/v1/refresh"),
-        ]
-        for method, path in routes:
-            assert getattr(client, method)(path).status_code == 401, path
-            assert getattr(client, method)(path, auth=("user", "wrong")).status_code == 401, path
-            assert getattr(client, method)(path, auth=("user", "pass")).status_code == 200, path
-            assert getattr(client, method)(path, auth=("other", "secret")).status_code == 200, path
-        assert client.post("/hypernet/v1/convert", json={"name": "x"}).status_code == 401
-        assert not os.path.exists(os.path.join(wu.hn_dir(), "x.safetensors"))
-    finally:
-        wu.webui.unload()
-
-
 FAKE_LAUNCH = textwrap.dedent('''
     """Stand-in of the webui's launch module: records calls into $FAKE_LAUNCH_LOG."""
     import importlib.metadata
@@ -183,11 +161,8 @@ def _run_install(tmp_path, missing: str = "") -> list[list[str]]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_install_py_installs_nothing_when_present(tmp_path):
-    calls = _run_install(tmp_path)
-    assert [c for c in calls if c[0] == "run_pip"] == []
-    assert {c[1] for c in calls if c[0] == "is_installed"} <= {"torch", "safetensors"}
-    # only a missing package is installed
-    calls = _run_install(tmp_path, missing="safetensors")
-    pip = [c for c in calls if c[0] == "run_pip"]
-    assert len(pip) == 1 and "safetensors" in pip[0][1] and pip[0][1].startswith("install")
+def test_install_py_installs_nothing(tmp_path):
+    """A true no-op: the webui owns torch and ships safetensors, so nothing is installed even when "missing"."""
+    assert _run_install(tmp_path) == []
+    assert _run_install(tmp_path, missing="torch") == []
+    assert _run_install(tmp_path, missing="safetensors") == []

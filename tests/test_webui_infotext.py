@@ -167,6 +167,7 @@ def test_settings_exist_without_ui_settings(tmp_path, nowebui):
         assert sorted(k for k in labels if k.startswith("hypernet_")) == sorted(OPTION_KEYS)
         for key, default in defaults.items():
             assert labels[key].section == ("hypernet", "Hypernetworks"), key
+            assert labels[key].category_id == "sd", key  # like the built-in sections, not "Uncategorized"
             assert labels[key].default == default, key
             assert getattr(shared.opts, key) == default, key
         # and they work: the tag applies
@@ -186,3 +187,29 @@ def test_precision_setting(app):
     assert wu.max_diff(bfloat16, float32) < 0.1 * wu.max_diff(float32, none)
     assert wu.comments(bfloat16) == []
     assert errors.records == []
+
+
+def test_paste_back_prefers_the_renamed_file_over_a_converted_copy(tmp_path, caplog):
+    """A converted .safetensors records its source's hash; the renamed original itself has it, and wins."""
+    with wu.running(tmp_path, (("hn_a", {"seed": 1}),)):
+        text = wu.gen("<hypernet:hn_a:0.8>a cat").infotexts[0]
+        pt = os.path.join(wu.hn_dir(), "hn_a.pt")
+        wu.lib_hypernet.convert_file(pt, os.path.join(wu.hn_dir(), "hn_a_conv.safetensors"),
+                                     source_sha256=wu.lib_hypernet.sha256(pt))
+        os.rename(pt, os.path.join(wu.hn_dir(), "hn_a_renamed.pt"))
+        with caplog.at_level("WARNING", logger="lib_hypernet.service"):
+            params = wu.webui.paste_infotext(text)
+        assert params["Prompt"] == "<hypernet:hn_a_renamed:0.8>a cat"
+        notes = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert any("hn_a now points to hn_a_renamed" in m and "hn_a_conv" in m and "own hash" in m for m in notes), notes
+        # only the converted copy is left: it is found by its recorded source hash
+        os.remove(os.path.join(wu.hn_dir(), "hn_a_renamed.pt"))
+        assert wu.webui.paste_infotext(text)["Prompt"] == "<hypernet:hn_a_conv:0.8>a cat"
+
+
+def test_strength_zero_writes_its_hash_like_lora(app):
+    """A1111's Lora writes every network of the prompt into "Lora hashes", at any strength; so do we."""
+    res = wu.gen("<hypernet:x:0><hypernet:y:0.5>a cat")
+    x_hash = wu.lib_hypernet.shorthash(os.path.join(wu.hn_dir(), "x.pt"))
+    assert _params(res)["Hypernet hashes"].startswith(f"x: {x_hash}, y: ")
+    assert wu.same(res, wu.gen("<hypernet:y:0.5>a cat"))  # and applies nothing

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -91,7 +91,7 @@ class CompiledPair:
             self.reference = tuple(_copy_module(m, device, reference_dtype or dtype) for m in pair)
             return
         for k_layers, v_layers in zip(_split_steps(pair[0]), _split_steps(pair[1])):
-            linear_k, linear_v = k_layers[0], v_layers[0]
+            linear_k, linear_v = cast(torch.nn.Linear, k_layers[0]), cast(torch.nn.Linear, v_layers[0])
             activation = next((x for x in k_layers[1:] if not isinstance(x, torch.nn.LayerNorm)), None)
             ln_k = next((x for x in k_layers if isinstance(x, torch.nn.LayerNorm)), None)
             ln_v = next((x for x in v_layers if isinstance(x, torch.nn.LayerNorm)), None)
@@ -102,8 +102,8 @@ class CompiledPair:
                     .contiguous(),
                     bias=torch.stack([linear_k.bias, linear_v.bias]).to(device=device, dtype=dtype)[:, None, :],
                     activation=activation,
-                    ln_weight=None if ln_k is None else _stack_param(ln_k.weight, ln_v.weight, device),
-                    ln_bias=None if ln_k is None else _stack_param(ln_k.bias, ln_v.bias, device),
+                    ln_weight=None if ln_k is None or ln_v is None else _stack_param(ln_k.weight, ln_v.weight, device),
+                    ln_bias=None if ln_k is None or ln_v is None else _stack_param(ln_k.bias, ln_v.bias, device),
                     ln_eps=ln_k.eps if ln_k is not None else 0.0,
                 )
             self.steps.append(step)
@@ -178,6 +178,6 @@ def _copy_module(module: HypernetworkModule, device: torch.device, dtype: torch.
     return copy.deepcopy(module).to(device=device, dtype=dtype).eval()
 
 
-def weights_version(module_pair: tuple[HypernetworkModule, HypernetworkModule]) -> tuple[int, ...]:
+def weights_version(module_pair: tuple[HypernetworkModule, HypernetworkModule]) -> tuple[tuple[int, int], ...]:
     """Changes whenever a parameter is modified in place or replaced (so compiled copies go stale)."""
     return tuple((p._version, p.data_ptr()) for m in module_pair for p in m.parameters())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -17,8 +17,8 @@ class AttentionSite:
         self.index = index
         self.name = name
         self.to_q: torch.nn.Module | None = getattr(module, "to_q", None)
-        self.to_k: torch.nn.Module = module.to_k
-        self.to_v: torch.nn.Module = module.to_v
+        self.to_k: torch.nn.Module = cast(torch.nn.Module, module.to_k)
+        self.to_v: torch.nn.Module = cast(torch.nn.Module, module.to_v)
         self.last_q: weakref.ref[torch.Tensor] | None = None
         self.pending_input: torch.Tensor | None = None
         self.pending_version: Any = None
@@ -33,7 +33,7 @@ class AttentionSite:
 
 def find_attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
     """Every submodule (or the model itself) whose ``to_k`` and ``to_v`` are modules, in module order."""
-    sites = []
+    sites: list[AttentionSite] = []
     for name, module in model.named_modules():
         if isinstance(getattr(module, "to_k", None), torch.nn.Module) and isinstance(
             getattr(module, "to_v", None), torch.nn.Module

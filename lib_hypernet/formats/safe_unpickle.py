@@ -1,48 +1,50 @@
-"""Check a PyTorch pickle for forbidden globals without executing anything.
+"""Check a PyTorch file for anything that could run code, lie about what it holds, or exhaust memory.
 
-``check_torch_file`` walks the pickle(s) of a ``torch.save`` file (zip or legacy
-format) with an unpickler whose ``find_class`` only knows an allow-list, and
-whose allowed names resolve to an inert stand-in: no function from the file is
-ever called, not even an allowed one.  A file naming any other global raises
-:class:`~lib_hypernet.errors.UnsafeFileError` with the global's name.
+:func:`inspect_open_file` checks exactly the bytes torch will unpickle, with nothing executed:
 
-Only after this check passes do we hand the file to
-``torch.load(weights_only=True)``, which applies torch's own restrictions.
+* zip files (``torch.save``'s default): the container is parsed strictly
+  (:mod:`.zip_layout`: one interpretation for every reader, stored entries only, sizes inside the
+  file), then ``<prefix>/data.pkl`` is scanned (:mod:`.pickle_scan`: allow-listed globals only, bounded
+  memo, lengths, integers and nesting), and every storage it references must be a record of exactly the
+  size torch will allocate for it;
+* legacy files (``_use_new_zipfile_serialization=False``): the five pickles torch reads in turn (magic
+  number, protocol, system info, the object, the storage keys) are scanned, and the raw storages after
+  them must be exactly the ones referenced, with the declared sizes, ending at the end of the file; a
+  file that also parses as a tar archive (torch would read it as its oldest tar format) is refused.
+
+A file naming a global outside the allow-list raises :class:`UnsafeFileError`; anything else wrong
+raises :class:`HypernetFormatError`.  Checking costs at most a few hundred MB whatever the file holds
+(the file is mapped, not read) and does not depend on :mod:`pickle`'s unpicklers, which other code may
+have replaced.  :mod:`.pt` then hands the same open file to the original ``torch.serialization.load``
+with ``weights_only=True``, so torch's own restrictions apply on top.
 """
 
 from __future__ import annotations
 
-import io
+import mmap
 import os
-import pickle
 import re
-import zipfile
-from typing import Any
+import struct
+import tarfile
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
-from ..errors import HypernetFormatError, UnsafeFileError
+from ..errors import HypernetError, HypernetFileError, HypernetFormatError
+from .pickle_scan import ALLOWED_GLOBALS, ScanResult, list_globals, scan_pickle
+from .zip_layout import Buffer, ZipLayout, read_zip_layout
 
-_STORAGE_TYPES = {
-    f"{kind}Storage"
-    for kind in ("Float", "Half", "BFloat16", "Double", "Int", "Long", "Short", "Char", "Byte", "Bool")
-}
+__all__ = [
+    "A1111_GLOBALS",
+    "ALLOWED_GLOBALS",
+    "TorchFileInfo",
+    "a1111_zip_entries_rejected",
+    "check_torch_file",
+    "inspect_open_file",
+    "is_zip_file",
+]
 
-# (module, name) pairs a hypernetwork or optimizer-state file may reference.
-ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("collections", "OrderedDict"),
-        ("torch._utils", "_rebuild_tensor_v2"),
-        ("torch._utils", "_rebuild_parameter"),
-        ("torch", "Size"),
-        ("builtins", "set"),
-        ("builtins", "frozenset"),
-        ("__builtin__", "set"),
-        ("_codecs", "encode"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "dtype"),
-    }
-    | {("torch", name) for name in _STORAGE_TYPES}
-)
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
 
 # What A1111 1.10.1's restricted loader (modules/safe.py) allows, for telling users whether A1111 loads a file.
 A1111_GLOBALS: frozenset[tuple[str, str]] = frozenset(
@@ -64,56 +66,14 @@ A1111_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 )
 # A1111 1.10.1's restricted loader accepts only these zip entry names.
 A1111_ZIP_NAME_RE = re.compile(r"^([^/]+)/((data/\d+)|version|byteorder|.data/serialization_id|(data\.pkl))$")
-_DATA_PKL_RE = re.compile(r"^([^/]+)/data\.pkl$")
 
 
-class _Inert:
-    """What every allowed global resolves to during the check: accepts anything, does nothing."""
+@dataclass(frozen=True)
+class TorchFileInfo:
+    """The verdict on a checked file: its container, and the (inert) value its pickle describes."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Inert:
-        return _Inert()
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        pass
-
-    def append(self, value: Any) -> None:
-        pass
-
-    def extend(self, values: Any) -> None:
-        pass
-
-
-class _CheckingUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedIOBase, path: str, allowed: frozenset[tuple[str, str]] = ALLOWED_GLOBALS) -> None:
-        super().__init__(file)
-        self._path = path
-        self._allowed = allowed
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._allowed:
-            return _Inert
-        raise UnsafeFileError(
-            f"refused to load: the file references the Python global '{module}.{name}', which a hypernetwork "
-            "never needs (it could run code). Nothing from the file was executed. "
-            "Only use this file if you trust its source, and convert it to .safetensors in a sandbox.",
-            self._path,
-            global_name=f"{module}.{name}",
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise HypernetFormatError(
-                f"not a readable PyTorch file (truncated, corrupt or another format: unexpected persistent id "
-                f"{pid!r} in the pickle)",
-                self._path,
-            )
-        return _Inert()
+    container: str
+    value: Any
 
 
 def is_zip_file(path: str | os.PathLike[str]) -> bool:
@@ -122,45 +82,125 @@ def is_zip_file(path: str | os.PathLike[str]) -> bool:
 
 
 def check_torch_file(path: str | os.PathLike[str]) -> str:
-    """Verify every pickle in a torch file against the allow-list.
+    """Verify a torch file without executing anything; returns ``"zip"`` or ``"legacy"``.
 
-    Returns ``"zip"`` or ``"legacy"`` (the container format).  Raises
-    :class:`UnsafeFileError` for a forbidden global and :class:`HypernetFormatError`
-    when the file is not a readable torch file at all.
+    Raises :class:`UnsafeFileError` for a forbidden global and :class:`HypernetFormatError`
+    (or :class:`HypernetFileError` when it cannot be opened) for anything else wrong.
     """
     path = os.fspath(path)
-    if is_zip_file(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-                pickles = [n for n in names if _DATA_PKL_RE.match(n)]
-                if len(pickles) != 1:
-                    raise HypernetFormatError(
-                        f"not a PyTorch file: expected one '<name>/data.pkl' in the zip, found {len(pickles)}", path
-                    )
-                data = archive.read(pickles[0])
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise HypernetFormatError(f"the zip container is corrupt or truncated ({exc}); download it again", path) from exc
-        _check_pickles(io.BytesIO(data), path, count=1)
-        return "zip"
-    with open(path, "rb") as f:
-        # legacy torch.save: magic number, protocol, sys info, the object, the storage keys.
-        _check_pickles(f, path, count=5)
-    return "legacy"
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (closed below; opening errors get our own type)
+    except OSError as exc:
+        raise HypernetFileError(f"cannot open the file ({exc.strerror or exc})", path) from exc
+    with f:
+        return inspect_open_file(f, path).container
 
 
-def _check_pickles(file: Any, path: str, count: int, allowed: frozenset[tuple[str, str]] = ALLOWED_GLOBALS) -> None:
-    unpickler = _CheckingUnpickler(file, path, allowed)
-    for _ in range(count):
-        try:
-            unpickler.load()
-        except (UnsafeFileError, HypernetFormatError):
+def inspect_open_file(f: BinaryIO, path: str) -> TorchFileInfo:
+    """Check the open torch file ``f`` (any position; it is mapped, not read) and describe it."""
+    size = os.fstat(f.fileno()).st_size
+    if size == 0:
+        raise HypernetFormatError("the file is empty (an interrupted download or copy?)", path)
+    try:
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            if buf[:4] == b"PK\x03\x04":
+                return _inspect_zip(buf, path)
+            return _inspect_legacy(buf, path)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, HypernetError):
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-                MemoryError, RecursionError, UnicodeDecodeError) as exc:
+        raise HypernetFileError(f"cannot read the file ({exc})", path) from exc
+
+
+def _inspect_zip(buf: Buffer, path: str) -> TorchFileInfo:
+    layout = read_zip_layout(buf, path)
+    data = _record(buf, layout, "data.pkl", path)
+    result = scan_pickle(data, path, persistent_ids="zip")
+    if result.end != len(data):
+        raise HypernetFormatError("refused: bytes after the end of data.pkl's pickle (torch.save writes none)", path)
+    for key, storage in result.storages.items():
+        record = layout.records.get(f"data/{key}")
+        if record is None:
             raise HypernetFormatError(
-                f"not a readable PyTorch file (truncated, corrupt or another format: {type(exc).__name__}: {exc})", path
-            ) from exc
+                f"not a readable PyTorch file (truncated or corrupt: storage {key} is missing from the zip)", path
+            )
+        if record.size != storage.nbytes:
+            raise HypernetFormatError(
+                f"refused: storage {key} declares {storage.nbytes} bytes but its record holds {record.size} "
+                "(torch would read past it or allocate for nothing)",
+                path,
+            )
+    byteorder = layout.records.get("byteorder")
+    if byteorder is not None and _record(buf, layout, "byteorder", path) not in (b"little", b"big"):
+        raise HypernetFormatError("not a readable PyTorch file (its byteorder record is neither little nor big)", path)
+    return TorchFileInfo("zip", result.value)
+
+
+def _record(buf: Buffer, layout: ZipLayout, name: str, path: str) -> bytes:
+    entry = layout.records.get(name)
+    if entry is None:
+        raise HypernetFormatError(
+            f"not a PyTorch file: the zip has no '{layout.prefix}/{name}' (is it another kind of zip?)", path
+        )
+    return bytes(buf[entry.data_offset:entry.data_offset + entry.size])
+
+
+def _inspect_legacy(buf: Buffer, path: str) -> TorchFileInfo:
+    if len(buf) >= tarfile.BLOCKSIZE:
+        try:
+            tarfile.TarInfo.frombuf(bytes(buf[:tarfile.BLOCKSIZE]), "utf-8", "surrogateescape")
+        except tarfile.TarError:
+            pass
+        else:
+            raise HypernetFormatError(
+                "refused: the file is also a tar archive, which torch would read in its oldest format instead "
+                "of what was checked",
+                path,
+            )
+    magic = scan_pickle(buf, path)
+    if type(magic.value) is not int or magic.value != LEGACY_MAGIC:
+        raise HypernetFormatError(
+            "not a readable PyTorch file (neither a zip nor torch's legacy format; another kind of file renamed?)",
+            path,
+        )
+    protocol = scan_pickle(buf, path, magic.end)
+    if type(protocol.value) is not int or protocol.value != LEGACY_PROTOCOL:
+        raise HypernetFormatError(f"not a readable PyTorch file (legacy protocol {protocol.value!r}, not 1001)", path)
+    sys_info = scan_pickle(buf, path, protocol.end)
+    if not isinstance(sys_info.value, dict):
+        raise HypernetFormatError("not a readable PyTorch file (its system info is not a dict)", path)
+    main = scan_pickle(buf, path, sys_info.end, persistent_ids="legacy")
+    keys = scan_pickle(buf, path, main.end)
+    _check_legacy_storages(buf, path, main, keys)
+    return TorchFileInfo("legacy", main.value)
+
+
+def _check_legacy_storages(buf: Buffer, path: str, main: ScanResult, keys: ScanResult) -> None:
+    names = keys.value
+    if not (isinstance(names, list) and all(isinstance(k, str) for k in names) and len(set(names)) == len(names)):
+        raise HypernetFormatError("not a readable PyTorch file (its storage key list is malformed)", path)
+    if set(names) != set(main.storages):
+        raise HypernetFormatError(
+            "not a readable PyTorch file (truncated or corrupt: the stored tensors do not match the ones referenced)",
+            path,
+        )
+    pos = keys.end
+    for key in names:
+        storage = main.storages[key]
+        if pos + 8 > len(buf):
+            raise HypernetFormatError("not a readable PyTorch file (truncated: a tensor's data is missing)", path)
+        (numel,) = struct.unpack("<q", buf[pos:pos + 8])
+        if numel != storage.numel:
+            raise HypernetFormatError(
+                f"refused: storage {key} holds {numel} elements but the pickle declares {storage.numel}", path
+            )
+        pos += 8 + storage.nbytes
+        if pos > len(buf):
+            raise HypernetFormatError("not a readable PyTorch file (truncated: a tensor's data is cut short)", path)
+    if pos != len(buf):
+        raise HypernetFormatError(
+            f"refused: {len(buf) - pos} bytes after the last tensor (torch.save writes none)", path
+        )
 
 
 def a1111_zip_entries_rejected(path: str | os.PathLike[str]) -> list[str]:
@@ -172,26 +212,24 @@ def a1111_zip_entries_rejected(path: str | os.PathLike[str]) -> list[str]:
     """
     path = os.fspath(path)
     try:
-        if is_zip_file(path):
-            with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-                rejected = [n for n in names if not A1111_ZIP_NAME_RE.match(n)]
-                pickles = [n for n in names if _DATA_PKL_RE.match(n)]
-                if len(pickles) != 1:
-                    return [*rejected, f"{len(pickles)} data.pkl entries"]
-                data = io.BytesIO(archive.read(pickles[0]))
-            return rejected + _a1111_global_rejections(data, path, 1)
-        with open(path, "rb") as f:
-            return _a1111_global_rejections(f, path, 5)
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
-        return [f"unreadable ({exc})"]
-
-
-def _a1111_global_rejections(file: Any, path: str, count: int) -> list[str]:
-    try:
-        _check_pickles(file, path, count, A1111_GLOBALS)
-    except UnsafeFileError as exc:
-        return [f"global {exc.global_name}"]
-    except HypernetFormatError as exc:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            if buf[:4] == b"PK\x03\x04":
+                layout = read_zip_layout(buf, path)
+                rejected = [e.name for e in layout.records.values() if not A1111_ZIP_NAME_RE.match(e.name)]
+                found, _ = list_globals(_record(buf, layout, "data.pkl", path), path)
+            else:
+                rejected, found, pos = [], [], 0
+                for _ in range(5):
+                    names, pos = list_globals(buf, path, pos)
+                    found.extend(names)
+    except HypernetError as exc:
         return [exc.reason]
-    return []
+    except (OSError, ValueError) as exc:
+        return [f"unreadable ({exc})"]
+    seen: set[tuple[str, str]] = set()
+    for name in found:
+        if name not in A1111_GLOBALS and name not in seen:
+            seen.add(name)
+            rejected.append(f"global {name[0]}.{name[1]}")
+    return rejected
+

@@ -29,71 +29,142 @@ from collections import OrderedDict
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
 from ..errors import HypernetFileError, HypernetFormatError
+from ..fields import METADATA_FIELDS
 from ..fileio import atomic_write
+from .pickle_scan import check_nesting
 
 FORMAT_MARKER = "a1111-hypernetwork"
 FORMAT_VERSION = "1"
-FIELDS = (
-    "name", "step", "layer_structure", "activation_func", "is_layer_norm", "weight_initialization",
-    "sd_checkpoint", "sd_checkpoint_name", "activate_output", "use_dropout", "dropout_structure",
-    "last_layer_dropout", "optional_info",
-)
-_KEY_RE = re.compile(r"^(\d+)\.([kv])\.(.+)$")
+FIELDS = METADATA_FIELDS  # the A1111 keys stored as JSON metadata (one list for both formats)
+# Exactly "<width>.<k|v>.linear.<index>.<weight|bias>": ASCII digits without leading zeros (so no two
+# spellings name the same tensor), nothing before or after (fullmatch: no trailing newline or space).
+_KEY_RE = re.compile(r"(0|[1-9][0-9]*)\.([kv])\.(linear\.(?:0|[1-9][0-9]*)\.(?:weight|bias))", re.ASCII)
+_LOOSE_KEY_RE = re.compile(r"\s*\d+\s*\.\s*[kv]\s*\.", re.UNICODE)
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# safetensors dtype names of the weight dtypes a hypernetwork may hold (see hypernetwork.WEIGHT_DTYPES).
+WEIGHT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
+_MAX_WIDTH = 1 << 31
+_MAX_METADATA_NESTING = 32
 
 
-def _check_header(path: str) -> None:
+def _refuse(path: str, why: str) -> HypernetFormatError:
+    return HypernetFormatError(f"not a valid safetensors file ({why})", path)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _read_header(path: str) -> dict[str, Any]:
+    """Parse the JSON header the way it must be read: UTF-8, no duplicate keys, bounded size and depth."""
     size = os.path.getsize(path)
     if size < 8:
         raise HypernetFormatError("not a safetensors file: shorter than its 8-byte header length", path)
     with open(path, "rb") as f:
         (header_len,) = struct.unpack("<Q", f.read(8))
-    if header_len > min(size - 8, MAX_HEADER_BYTES):
-        raise HypernetFormatError(
-            f"not a valid safetensors file: its header claims {header_len} bytes but the file has {size} "
-            "(truncated download or not a safetensors file)",
-            path,
-        )
+        if header_len > min(size - 8, MAX_HEADER_BYTES):
+            raise HypernetFormatError(
+                f"not a valid safetensors file: its header claims {header_len} bytes but the file has {size} "
+                "(truncated download or not a safetensors file)",
+                path,
+            )
+        raw = f.read(header_len)
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise _refuse(path, f"its header names {str(exc)[:80]!r} twice; readers would disagree on which counts") from exc
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _refuse(path, f"its header is not valid JSON: {type(exc).__name__}: {str(exc)[:120]}") from exc
+    if not isinstance(header, dict):
+        raise _refuse(path, "its header is not a JSON object")
+    check_nesting(header, path, _MAX_METADATA_NESTING)
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _refuse(path, "its __metadata__ is not a map of strings")
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        if not (isinstance(info, dict) and isinstance(info.get("dtype"), str) and isinstance(info.get("shape"), list)
+                and all(type(d) is int and d >= 0 for d in info["shape"])):
+            raise _refuse(path, f"tensor {key[:80]!r} has no valid dtype and shape")
+    return header
+
+
+def _check_header(path: str) -> None:
+    """Raise :class:`HypernetFormatError` unless the file starts with a sound, unambiguous safetensors header."""
+    _read_header(path)
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> dict[Any, Any]:
-    """Read a v1 hypernetwork ``.safetensors`` into the dict layout of an A1111 ``.pt``."""
+    """Read a v1 hypernetwork ``.safetensors`` into the dict layout of an A1111 ``.pt``.
+
+    Tensor names must match the documented layout exactly; weights must be float16, bfloat16, float32
+    or float64.  Every failure is a :class:`HypernetFormatError` naming the file.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise HypernetFileError("file not found", path)
-    _check_header(path)
-    try:
-        with safe_open(path, framework="pt", device="cpu") as f:
-            metadata = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise HypernetFormatError(f"not a readable safetensors file: {exc}", path) from exc
-
-    unmatched = [k for k in tensors if not _KEY_RE.match(k)]
-    if metadata.get("format") != FORMAT_MARKER and (unmatched or not tensors):
+    header = _read_header(path)
+    metadata: dict[str, str] = header.get("__metadata__", {})
+    names = [k for k in header if k != "__metadata__"]
+    unmatched = [k for k in names if not _KEY_RE.fullmatch(k)]
+    if metadata.get("format") != FORMAT_MARKER and (unmatched or not names):
         raise HypernetFormatError(
             "this .safetensors file is not a hypernetwork (no 'format: a1111-hypernetwork' metadata and tensor "
-            f"names like {sorted(tensors)[:3]}); is it a LoRA or a checkpoint in the wrong folder?",
+            f"names like {[k[:80] for k in sorted(names)[:3]]}); is it a LoRA or a checkpoint in the wrong folder?",
             path,
         )
     if unmatched:
-        raise HypernetFormatError(f"unexpected tensor names {unmatched[:5]} (expected '<width>.<k|v>.<key>')", path)
+        loose = [k for k in unmatched if _LOOSE_KEY_RE.match(k)]
+        raise HypernetFormatError(
+            f"unexpected tensor names {[k[:80] for k in unmatched[:5]]} (expected exactly "
+            "'<width>.<k|v>.linear.<n>.<weight|bias>' with ASCII digits, no leading zeros and nothing around it"
+            + ("; names that only look alike are refused so that no two names can mean one tensor" if loose else "")
+            + ")",
+            path,
+        )
     version = metadata.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise HypernetFormatError(
-            f"hypernetwork safetensors format_version {version!r} is newer than this reader (supports "
+            f"hypernetwork safetensors format_version {version[:40]!r} is newer than this reader (supports "
             f"{FORMAT_VERSION}); update sd-webui-hypernet",
             path,
         )
+    for key in names:
+        dtype = header[key]["dtype"]
+        if dtype not in WEIGHT_DTYPES:
+            raise HypernetFormatError(
+                f"tensor {key!r} has dtype {dtype[:20]!r}; hypernetwork weights must be F16, BF16, F32 or F64", path
+            )
+        width = int(_KEY_RE.fullmatch(key).group(1))  # type: ignore[union-attr]
+        if not 1 <= width <= _MAX_WIDTH:
+            raise HypernetFormatError(f"tensor {key!r}: width must be between 1 and {_MAX_WIDTH}", path)
+
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    except Exception as exc:  # the Rust reader raises several kinds; every bad file must give ours
+        raise HypernetFormatError(f"not a readable safetensors file: {type(exc).__name__}: {str(exc)[:200]}", path) from exc
+    if sorted(tensors) != sorted(names) or any(t.dtype not in WEIGHT_DTYPES.values() for t in tensors.values()):
+        raise HypernetFormatError("not a readable safetensors file: its tensors differ from its header", path)
 
     raw: dict[Any, Any] = {}
     per_width: dict[int, dict[str, OrderedDict[str, torch.Tensor]]] = {}
     for key, tensor in tensors.items():
-        match = _KEY_RE.match(key)
+        match = _KEY_RE.fullmatch(key)
         assert match is not None
         width, branch, param = int(match.group(1)), match.group(2), match.group(3)
         per_width.setdefault(width, {"k": OrderedDict(), "v": OrderedDict()})[branch][param] = tensor
@@ -101,13 +172,21 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[Any, Any]:
         raw[width] = (per_width[width]["k"], per_width[width]["v"])
     for field in FIELDS:
         if field in metadata:
-            try:
-                raw[field] = json.loads(metadata[field])
-            except json.JSONDecodeError as exc:
-                raise HypernetFormatError(f"metadata field {field!r} is not valid JSON: {metadata[field]!r}", path) from exc
+            raw[field] = _field_value(metadata[field], field, path)
     if "source_sha256" in metadata:
         raw["source_sha256"] = metadata["source_sha256"]
     return raw
+
+
+def _field_value(text: str, field: str, path: str) -> Any:
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, >4300-digit ints, duplicate keys, deep nesting
+        raise HypernetFormatError(
+            f"metadata field {field!r} is not valid JSON ({type(exc).__name__}): {text[:80]!r}", path
+        ) from exc
+    check_nesting(value, path, _MAX_METADATA_NESTING)
+    return value
 
 
 def write_safetensors(path: str | os.PathLike[str], raw: dict[Any, Any], source_sha256: str | None = None) -> None:
@@ -123,5 +202,15 @@ def write_safetensors(path: str | os.PathLike[str], raw: dict[Any, Any], source_
             metadata[key] = json.dumps(value)
     if source_sha256:
         metadata["source_sha256"] = source_sha256
-    data = safetensors_save(tensors, metadata=metadata)
+    data = _canonical_header(safetensors_save(tensors, metadata=metadata))
     atomic_write(path, lambda f: f.write(data))
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """``data`` with its JSON header re-written with sorted keys and no spaces (the serialiser's key
+    order is random), padded with spaces to a multiple of 8 bytes; the tensor bytes are unchanged."""
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_len])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + header_len :]

@@ -54,8 +54,6 @@ def offline_theme() -> Any:
     return gr.themes.Default(font=["sans-serif"], font_mono=["monospace"])
 
 
-def table_value(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
-    """A ``gr.Dataframe`` value both versions accept (also for zero rows)."""
-    import pandas as pd
-
-    return pd.DataFrame([list(r) for r in rows], columns=list(headers))
+def table_value(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """A ``gr.Dataframe`` value both versions accept, also for zero rows: ``{"headers": …, "data": …}``."""
+    return {"headers": list(headers), "data": [list(r) for r in rows]}

@@ -91,7 +91,7 @@ def row_of(desc: FileDescription) -> list[Any]:
 
 
 def matches(desc: FileDescription, query: str) -> bool:
-    """Every word of ``query`` appears in the file's name, path, hash, SD version, activation, base model or info."""
+    """Every word of ``query`` appears in the file's name, path, hash, SD version, activation, base model, step or info."""
     words = query.casefold().split()
     if not words:
         return True
@@ -99,6 +99,7 @@ def matches(desc: FileDescription, query: str) -> bool:
         str(x) for x in (
             desc.name, desc.relpath, desc.format, desc.sd_version, desc.activation_func, desc.sha256,
             desc.sd_checkpoint, desc.sd_checkpoint_name, desc.internal_name, desc.optional_info,
+            f"step {desc.step}" if desc.step else "",
             "unsafe" if desc.safe is False else "", "error" if desc.error else "",
         ) if x
     ).casefold()
@@ -188,8 +189,8 @@ class LibraryPanel:
         self._view_out: list[Any] = []
 
     def fill_on_load(self, blocks: Any) -> None:
-        """Fill the table when the page loads (``blocks``: the Blocks the panel was built in)."""
-        blocks.load(self.on_load, self._view_in, self._view_out, queue=False)
+        """Rescan the folder and fill the table when the page loads (``blocks``: the Blocks the panel is in)."""
+        blocks.load(self.on_refresh, self._view_in, self._view_out, queue=False)
 
     # ------------------------------------------------------------------ table
     def view(self, query: str = "", sort: str = "name", descending: bool = False, selected: str | None = None) -> View:
@@ -220,19 +221,27 @@ class LibraryPanel:
     def _outputs(self, view: View) -> tuple[Any, list[str], Any, str]:
         return view.table, view.names, view.files, view.status
 
-    def on_load(self, query: str, sort: str, descending: bool, selected: str | None) -> tuple[Any, ...]:
+    def on_filter(self, query: str, sort: str, descending: bool, selected: str | None) -> tuple[Any, ...]:
+        """Search text, sort key or order changed: the same files, filtered and sorted again."""
         return self._outputs(self.view(query, sort, descending, selected))
 
     def on_refresh(self, query: str, sort: str, descending: bool, selected: str | None) -> tuple[Any, ...]:
         self.source.refresh()
         return self._outputs(self.view(query, sort, descending, selected))
 
-    def on_select(self, names: list[str], evt: gr.SelectData) -> Any:
-        """A click in the table selects that row's file (by its name cell, else by the row index)."""
+    def on_select(self, names: list[str], shown: Any, evt: gr.SelectData) -> Any:
+        """A click in the table selects that row's file.
+
+        ``shown`` is the table as the browser has it (its header buttons sort it there, so the
+        row index is into that order): the name is that row's first cell.
+        """
         index = evt.index
-        row, col = (index[0], index[1]) if isinstance(index, (list, tuple)) else (index, -1)
-        if col == 0 and isinstance(evt.value, str) and evt.value in names:
-            return evt.value
+        row = index[0] if isinstance(index, (list, tuple)) else index
+        data = shown.get("data") if isinstance(shown, dict) else shown
+        if isinstance(row, int) and isinstance(data, list) and 0 <= row < len(data) and data[row]:
+            name = data[row][0]
+            if isinstance(name, str) and name in names:
+                return name
         if isinstance(row, int) and 0 <= row < len(names):
             return names[row]
         return compat.update()
@@ -334,7 +343,7 @@ def build_library_panel(source: LibrarySource, *, elem_prefix: str = "hypernet_l
             refresh = gr.Button("Refresh", elem_id=eid("refresh"), scale=1)
             hash_button = gr.Button("Compute missing hashes", elem_id=eid("hash"), scale=1)
         status = gr.Markdown(elem_id=eid("status"))
-        table = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=True, elem_id=eid("table"), height=520,
+        table = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=True, elem_id=eid("table"), height=520, type="array",
                              elem_classes=["hypernet-lib-table"])
         names = gr.State([])
         with gr.Row():
@@ -387,8 +396,8 @@ def build_library_panel(source: LibrarySource, *, elem_prefix: str = "hypernet_l
     view_out = [table, names, selected, status]
     refresh.click(panel.on_refresh, view_in, view_out)
     for control in (search, sort, descending):
-        control.change(panel.on_load, view_in, view_out, queue=False)
-    table.select(panel.on_select, [names], [selected], queue=False)
+        control.change(panel.on_filter, view_in, view_out, queue=False)
+    table.select(panel.on_select, [names, table], [selected], queue=False)
     selected.change(panel.on_file, [selected, strength], [detail, tag], queue=False)
     strength.change(panel.tag, [selected, strength], [tag], queue=False)
     hash_button.click(panel.on_hash, view_in, [*view_out, result], queue=True)
@@ -414,6 +423,7 @@ PANEL_CSS = """
 .hypernet-lib-detail th { text-align: left; padding: 2px 12px 2px 0; white-space: nowrap; vertical-align: top;
   font-weight: 600; }
 .hypernet-lib-detail td { padding: 2px 0; word-break: break-word; }
+.hypernet-lib-detail th, .hypernet-lib-detail td { border: none; border-bottom: 1px solid var(--border-color-primary); }
 .hypernet-lib-warnings { color: #b45309; margin: 0 0 8px 0; }
 .hypernet-lib-error { color: #b91c1c; }
 """

@@ -82,6 +82,7 @@ class LibrarySource:
 
     def describe(self, name: str) -> FileDescription | None:
         """The selected file's description, hashing it if needed (one file: cheap)."""
+        self.ensure_scanned()
         file = self.library.files.get(name)
         if file is None:
             return None
@@ -126,6 +127,7 @@ class LibrarySource:
     def _file(self, name: str | None) -> HypernetFile:
         if not name:
             raise ActionError("select a file first")
+        self.ensure_scanned()
         file = self.library.files.get(name)
         if file is None or not os.path.exists(file.path):
             raise ActionError(f"{name} is no longer in the folder; press Refresh")

@@ -6,7 +6,8 @@ One small module per host, picked by :func:`register` (called by ``scripts/sd_we
 - :mod:`.extension` — the extension's state for one script load: the library, the hook on the UNet, the
   activation of a prompt's tags (host-neutral apart from where the UNet lives);
 - :mod:`.a1111`     — A1111 1.10.x: the ``<hypernet:…>`` extra network, the always-on script, callbacks;
-- :mod:`.routes`    — the HTTP API under ``/hypernet/v1/``.
+- :mod:`.routes`    — the HTTP API under ``/hypernet/v1/``;
+- :mod:`.tab`       — the "Hypernetworks" tab (the library panel of :mod:`lib_hypernet.ui`).
 
 ``import lib_hypernet`` never imports this package.
 """

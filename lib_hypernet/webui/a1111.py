@@ -12,7 +12,7 @@ from typing import Any
 
 from modules import extra_networks, script_callbacks, scripts
 
-from . import accordion, cards, routes, settings, xyz
+from . import accordion, cards, settings, tab, xyz
 from .extension import HypernetExtension
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,12 @@ class ExtraNetworkHypernet(extra_networks.ExtraNetwork):
     def activate(self, p: Any, params_list: list[Any]) -> None:
         try:
             self.extension.activate(p, params_list)
-        except Exception:  # never let the webui fall back to stale hypernetworks
+        except Exception as exc:  # never let the webui fall back to stale hypernetworks
+            # Each tag already succeeds or fails on its own (service.prepare); this is a bug elsewhere.
             log.exception("hypernetworks: activation failed; generating without hypernetworks")
             if self.extension.handle is not None:
                 self.extension.handle.deactivate()
+            self.extension.say(p, [f"Hypernetworks not applied: {type(exc).__name__}: {exc} (see the console)"])
 
     def deactivate(self, p: Any) -> None:
         try:
@@ -77,6 +79,12 @@ class HypernetScript(scripts.Script):
         current().deactivate(p)
 
 
+def _add_routes(app: Any, extension: HypernetExtension) -> None:
+    from . import routes  # fastapi and the routes only when the app starts
+
+    routes.add_routes(app, extension)
+
+
 def register() -> HypernetExtension:
     """Register settings and callbacks for this script load; returns the new state."""
     global EXTENSION
@@ -96,5 +104,6 @@ def register() -> HypernetExtension:
     script_callbacks.on_cfg_denoiser(extension.on_step)
     script_callbacks.on_infotext_pasted(lambda text, params: extension.restore_pasted(params))
     script_callbacks.on_script_unloaded(extension.unload)
-    script_callbacks.on_app_started(lambda demo, app: routes.add_routes(app, extension))
+    script_callbacks.on_app_started(lambda demo, app: _add_routes(app, extension))
+    script_callbacks.on_ui_tabs(lambda: tab.on_ui_tabs(extension))
     return extension

@@ -16,6 +16,8 @@ from modules import shared
 
 import lib_hypernet
 from lib_hypernet import infotext
+from lib_hypernet.description import ModelFacts
+from lib_hypernet.description_cache import DescriptionCache
 from lib_hypernet.library import HypernetLibrary
 from lib_hypernet.service import CONTEXT_WIDTHS, HypernetService, Prepared
 from lib_hypernet.ui.file_facts import FileFacts
@@ -41,11 +43,27 @@ def model_family(sd_model: Any) -> str | None:
     return CONTEXT_WIDTHS.get(width) if isinstance(width, int) else None
 
 
+def model_facts() -> ModelFacts | None:
+    """The loaded model's checkpoint hash and name, and its attention widths (``to_k`` input widths)."""
+    sd_model = getattr(shared, "sd_model", None)
+    if sd_model is None:
+        return None
+    info = getattr(sd_model, "sd_checkpoint_info", None)
+    unet = unet_of(sd_model)
+    widths: set[int] = set()
+    for module in unet.modules() if unet is not None else ():
+        width = getattr(getattr(module, "to_k", None), "in_features", None)  # the context or the hidden width
+        if isinstance(width, int):
+            widths.add(width)
+    return ModelFacts(getattr(info, "shorthash", None), getattr(info, "model_name", None), tuple(sorted(widths)))
+
+
 class HypernetExtension:
     """The library of files, and the handle on the current model's UNet."""
 
     def __init__(self) -> None:
-        self.library = HypernetLibrary(None, hash_cache=lib_hypernet.HashCache.load(settings.hash_cache_path()))
+        self.library = HypernetLibrary(None, hash_cache=lib_hypernet.HashCache.load(settings.hash_cache_path()),
+                                       description_cache=DescriptionCache.load(settings.description_cache_path()))
         self.service = HypernetService(self.library)
         self.handle: lib_hypernet.HypernetHandle | None = None
         self._model_ref: weakref.ref[Any] | None = None
@@ -68,13 +86,16 @@ class HypernetExtension:
             self.refresh()
 
     def save_hashes(self) -> None:
-        if self.library.hash_cache.dirty:
-            path = settings.hash_cache_path()
+        """Persist the hash cache and the description cache (each only when it changed)."""
+        for cache, path, what in ((self.library.hash_cache, settings.hash_cache_path(), "hash"),
+                                  (self.library.description_cache, settings.description_cache_path(), "description")):
+            if not cache.dirty:
+                continue
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                self.library.hash_cache.save(path)
+                cache.save(path)
             except (OSError, lib_hypernet.HypernetError) as exc:
-                log.warning("hypernetworks: cannot save the hash cache: %s", exc)
+                log.warning("hypernetworks: cannot save the %s cache: %s", what, exc)
 
     # -------------------------------------------------------------- model
     def attach(self, sd_model: Any) -> None:

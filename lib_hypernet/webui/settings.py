@@ -15,9 +15,15 @@ PRECISION_CHOICES: dict[str, torch.dtype | None] = {
 }
 
 
+SECTION = ("hypernet", "Hypernetworks", "sd")
+"""Section id, label and category: under "Stable Diffusion", beside the built-in "Extra Networks" section
+(A1111 1.10.1's ``shared_options.py`` registers the categories ``saving``, ``sd``, ``ui``, ``system``,
+``postprocessing`` and ``training``)."""
+
+
 def register_settings() -> None:
     """Add the settings section (at script load, not in ``on_ui_settings``, so it exists in API-only mode too)."""
-    shared.options_templates.update(shared.options_section(("hypernet", "Hypernetworks"), {
+    shared.options_templates.update(shared.options_section(SECTION, {
         "hypernet_default_strength": shared.OptionInfo(
             DEFAULT_STRENGTH_CHOICES[0], "Strength of <hypernet:name> written without a number", gr.Radio,
             {"choices": list(DEFAULT_STRENGTH_CHOICES)},
@@ -60,3 +66,8 @@ def hypernetwork_dir() -> str:
 def hash_cache_path() -> str:
     folder = os.environ.get("SD_WEBUI_CACHE_DIR") or os.path.join(paths.data_path, "cache")
     return os.path.join(folder, "sd-webui-hypernet-hashes.json")
+
+
+def description_cache_path() -> str:
+    """The file descriptions (summaries) cache, beside the hash cache."""
+    return os.path.join(os.path.dirname(hash_cache_path()), "sd-webui-hypernet-summaries.json")

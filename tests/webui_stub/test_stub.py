@@ -255,7 +255,8 @@ def test_process_images_call_order_and_infotext(stub, ext):
 def test_builtin_hypernet_and_infotext_paste(stub):
     hn_dir = shared.cmd_opts.hypernetwork_dir
     sd = OrderedDict(weight=torch.zeros(1))
-    torch.save({768: (sd, sd), "name": "inner"}, os.path.join(hn_dir, "foo.pt"))
+    # legacy format: under the real webui's modules.safe, a zip with torch>=2.1's .format_version is refused
+    torch.save({768: (sd, sd), "name": "inner"}, os.path.join(hn_dir, "foo.pt"), _use_new_zipfile_serialization=False)
     webui.start([], settings={"sd_hypernetwork": "foo"})
     assert shared.hypernetworks == {"foo": os.path.join(hn_dir, "foo.pt")}
     res = webui.txt2img("cat <hypernet:foo:0.5>")

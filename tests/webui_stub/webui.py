@@ -27,6 +27,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+import conditions  # noqa: E402
 from modules import (  # noqa: E402
     cache,
     devices,
@@ -67,12 +68,20 @@ class DummyDemo:
         self.closed = True
 
 
-def _make_app():
-    """A fresh FastAPI app when fastapi is installed, else None."""
+def _make_app(ui: bool = False):
+    """A fresh app, as the webui makes it: with the UI, gradio's ``App`` (``Blocks.launch`` builds it with
+    ``default_response_class=ORJSONResponse``, which refuses non-string dict keys, and a ``tokens`` dict of
+    login sessions); API-only (``--nowebui``), a plain ``FastAPI()``. None when fastapi is not installed."""
     try:
         from fastapi import FastAPI
     except ImportError:
         return None
+    if ui:
+        try:
+            from gradio.routes import App, ORJSONResponse
+        except ImportError:
+            return FastAPI()
+        return App(default_response_class=ORJSONResponse, docs_url="/docs", redoc_url="/redoc")
     return FastAPI()
 
 
@@ -159,14 +168,19 @@ def _initialize_rest(model: str | None, model_load: str) -> None:
 
 def start(extension_dirs: list[str | os.PathLike] = (), *, model: str | None = "sd1-tiny",
           optimization: str | None = "Doggettx", nowebui: bool = False, args: list[str] | None = None,
-          settings: dict[str, Any] | None = None, model_load: str = "early"):
+          settings: dict[str, Any] | None = None, model_load: str = "early", real_conditions: bool = True):
     """Boot the stand-in webui with ``extension_dirs`` (each a dir holding ``scripts/*.py``); returns the app.
 
     ``optimization``: value stored as if read from config.json (name or title; None keeps 'Automatic', which on
     this CPU stand-in selects InvokeAI, as A1111 does on CPU). ``settings``: more config.json values.
     ``model_load``: 'early' (model ready before the registries are reset, the usual order), 'late' (the
     model-loading thread finishes after before_ui/create_ui) or 'none'. ``args``: extra command-line args.
+    ``real_conditions``: install the real webui's process-wide patches first (``conditions.apply``: the
+    pure-Python ``pickle.Unpickler`` of pytorch_lightning, ``modules.safe``'s ``torch.load``); :func:`unload`
+    undoes them.
     """
+    if real_conditions:
+        conditions.apply()
     if "started" not in harness:
         reset()
     harness["extension_dirs"] = [os.path.abspath(os.fspath(d)) for d in extension_dirs]
@@ -188,7 +202,7 @@ def start(extension_dirs: list[str | os.PathLike] = (), *, model: str | None = "
     _initialize_rest(model, model_load)
 
     if nowebui:
-        app = _make_app()
+        app = _make_app(ui=False)
         create_ui()
         script_callbacks.before_ui_callback()
         if model and model_load == "late":
@@ -203,7 +217,7 @@ def start(extension_dirs: list[str | os.PathLike] = (), *, model: str | None = "
     shared.demo.ui_tabs = harness["ui_tabs"]
     if model and model_load == "late":
         load_model(model)
-    app = _make_app()
+    app = _make_app(ui=True)
     harness.update(app=app, started=True)
     script_callbacks.app_started_callback(shared.demo, app)
     return app
@@ -220,7 +234,7 @@ def reload_ui():
     create_ui()
     shared.demo = DummyDemo()
     shared.demo.ui_tabs = harness["ui_tabs"]
-    app = _make_app()
+    app = _make_app(ui=True)
     harness["app"] = app
     script_callbacks.app_started_callback(shared.demo, app)
     return app
@@ -237,6 +251,7 @@ def unload() -> None:
     sd_hijack.reset()
     shared.loaded_hypernetworks = []
     harness["started"] = False
+    conditions.undo()
     devices.torch_gc()
 
 

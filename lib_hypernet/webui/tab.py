@@ -1,0 +1,51 @@
+"""The "Hypernetworks" tab (``on_ui_tabs``): the library panel on the webui's hypernetwork folder.
+
+The data source adds what only the webui knows: its folder and settings (the extension's
+refresh), the loaded model's checkpoint hash and attention widths (for the "trained on another
+checkpoint" / "no width matches" warnings) and "send to txt2img/img2img", which put the tag
+into that tab's prompt box in the browser (``updateInput`` tells gradio) and switch to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ..ui import LibrarySource, SendTarget, build_library_panel
+from ..ui.library_panel import PANEL_CSS
+from .extension import HypernetExtension, model_facts
+
+TAB_TITLE = "Hypernetworks"
+TAB_ID = "hypernet_library"
+
+
+def send_to_js(tab: str) -> str:
+    """JavaScript that appends the tag to ``{tab}_prompt`` and switches to that tab (A1111's globals)."""
+    return (
+        "(tag) => { const app = gradioApp(); "
+        f"const box = app.querySelector('#{tab}_prompt textarea'); "
+        "if (box && tag) { const text = box.value.replace(/\\s+$/, ''); "
+        "box.value = text ? text + ' ' + tag : tag; updateInput(box); } "
+        f"if (typeof switch_to_{tab} === 'function') switch_to_{tab}(); return []; }}"
+    )
+
+
+SEND_TARGETS = (SendTarget("Send to txt2img", send_to_js("txt2img")), SendTarget("Send to img2img", send_to_js("img2img")))
+
+
+def source_for(extension: HypernetExtension) -> LibrarySource:
+    return LibrarySource(extension.library, refresh=extension.refresh, model_facts=model_facts,
+                         save_caches=extension.save_hashes, send_targets=SEND_TARGETS, title=TAB_TITLE)
+
+
+def on_ui_tabs(extension: HypernetExtension) -> list[tuple[Any, str, str]]:
+    """The tab for ``script_callbacks.on_ui_tabs``: ``[(blocks, title, elem_id)]``.
+
+    Writing actions are queued events (the webui runs its queue); the table fills on page load.
+    """
+    with gr.Blocks(analytics_enabled=False) as blocks:
+        gr.HTML(f"<style>{PANEL_CSS}</style>", visible=True)
+        panel = build_library_panel(source_for(extension))
+        panel.fill_on_load(blocks)
+    return [(blocks, TAB_TITLE, TAB_ID)]

@@ -1,0 +1,237 @@
+"""One description of a file (``lib_hypernet.description``) and its persisted cache, as the CLI, the API and the UI use them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import orjson
+import pytest
+import torch
+from hn_testutil import TouchViaSystem
+
+import lib_hypernet
+from lib_hypernet import cli, description
+from lib_hypernet.description import (
+    CONVERT_WARNING,
+    FileDescription,
+    ModelFacts,
+    describe_file,
+    sd_version_of_widths,
+)
+from lib_hypernet.description_cache import DescriptionCache
+from lib_hypernet.library import HypernetLibrary
+from lib_hypernet.service import HypernetService
+
+
+def _copy(fixtures_dir: Path, folder: Path, *names: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(fixtures_dir / name, folder / name)
+
+
+@pytest.mark.parametrize(
+    ("widths", "expected"),
+    [
+        ([768, 320, 640, 1280], "SD1"),
+        ([1024, 320, 640, 1280], "SD2"),
+        ([2048, 640, 1280], "SDXL"),
+        ([320, 640, 1280], "SD1/SDXL"),  # self-attention widths are shared
+        ([640], "SD1/SDXL"),
+        ([768, 1024], "SD1+SD2"),
+        ([8, 16], None),
+        ([], None),
+    ],
+)
+def test_sd_version_of_widths(widths: list[int], expected: str | None) -> None:
+    assert sd_version_of_widths(widths) == expected
+
+
+def test_describes_a_fixture_like_the_manifest(fixtures_dir: Path, cases_by_name: dict) -> None:
+    desc = describe_file(fixtures_dir / "dims_24_32_48_meta.pt")
+    case = cases_by_name["dims_24_32_48_meta"]
+    assert desc.ok and desc.error is None
+    assert desc.name == "dims_24_32_48_meta" and desc.format == "pt" and desc.container == "zip"
+    assert desc.size == case["file_size"] and desc.mtime_ns == os.stat(fixtures_dir / "dims_24_32_48_meta.pt").st_mtime_ns
+    assert desc.sha256 == case["sha256"] and desc.shorthash == case["shorthash"] == "e35e8dc32d"
+    assert desc.widths == case["loaded"]["dims"] and desc.param_count == case["param_count"]
+    assert desc.sd_checkpoint == "a1b2c3d4e5" and desc.sd_checkpoint_name == "random-sd15" and desc.step == 1500
+    assert desc.optional_info == "fixture: dims 24/32/48 with training metadata"
+    assert desc.module_widths == {"24": [24, 48, 24], "32": [32, 64, 32], "48": [48, 96, 48]}
+    assert desc.safe is True and desc.a1111_loadable is False
+    assert desc.warnings == [CONVERT_WARNING]
+    assert desc.optim is not None and desc.optim["status"] == "missing"
+    assert desc.sd_version is None
+
+
+def test_json_is_plain_for_orjson(fixtures_dir: Path) -> None:
+    """A1111 renders routes with orjson, which refuses int keys."""
+    data = describe_file(fixtures_dir / "dropout_1_2_2_1_elu_ln.pt").to_json(ModelFacts("ffff", "m", (768,)))
+    assert json.loads(orjson.dumps(data)) == data
+    assert all(isinstance(k, str) for k in data["module_widths"]) and all(isinstance(k, str) for k in data["modules"])
+    plain = describe_file(fixtures_dir / "dropout_1_2_2_1_elu_ln.pt").to_json()
+    assert FileDescription.from_json(json.loads(orjson.dumps(plain))).to_json() == plain
+
+
+def test_truncated_pt_is_not_called_loadable(fixtures_dir: Path, tmp_path: Path, capsys) -> None:
+    data = (fixtures_dir / "act_relu.pt").read_bytes()
+    for path in (tmp_path / "truncated.pt", tmp_path / "legacy-truncated.pt"):
+        path.write_bytes(data[: len(data) // 2])
+        desc = describe_file(path)
+        assert not desc.ok and desc.error and str(path) in desc.error
+        assert desc.a1111_loadable is None and desc.warnings == []
+        assert desc.sha256 == lib_hypernet.sha256(path)
+        text = cli.render_info(desc.to_json())
+        assert "A1111 loads" not in text and "error:" in text
+    legacy = tmp_path / "legacy.pt"
+    lib_hypernet.load(fixtures_dir / "act_relu.pt").save(legacy)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(legacy.read_bytes()[:-200])
+    desc = describe_file(cut)
+    assert not desc.ok and desc.a1111_loadable is None
+    assert "A1111 loads" not in cli.render_info(desc.to_json())
+    assert cli.main(["info", str(cut)]) == 1
+    assert "A1111 loads" not in capsys.readouterr().out
+
+
+def test_unsafe_file_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({768: TouchViaSystem(marker)}, evil)
+    desc = describe_file(evil)
+    assert desc.safe is False and not desc.ok and "system" in (desc.error or "")
+    assert desc.a1111_loadable is None
+    assert not marker.exists()
+
+
+def test_missing_and_odd_files(tmp_path: Path) -> None:
+    missing = describe_file(tmp_path / "nope.pt")
+    assert not missing.ok and "file not found" in (missing.error or "") and missing.size is None
+    folder = tmp_path / "dir.pt"
+    folder.mkdir()
+    assert "not a regular file" in (describe_file(folder).error or "")
+    other = tmp_path / "x.ckpt"
+    other.write_bytes(b"12345")
+    desc = describe_file(other)
+    assert not desc.ok and "unknown hypernetwork file type" in (desc.error or "")
+    no_hash = describe_file(other, hash_file=False)
+    assert no_hash.sha256 is None
+
+
+def test_optim_verdicts(fixtures_dir: Path) -> None:
+    assert describe_file(fixtures_dir / "optim_fresh_a.pt", hash_file=False).optim["status"] == "ok"
+    stale = describe_file(fixtures_dir / "optim_stale.pt", hash_file=False)
+    assert stale.optim["status"] == "stale" and stale.sha256  # hashed because a .optim is there
+
+
+def test_model_warnings(fixtures_dir: Path) -> None:
+    desc = describe_file(fixtures_dir / "dims_24_32_48_meta.pt")
+    assert desc.warnings_for(None) == [CONVERT_WARNING]
+    same = ModelFacts(checkpoint_hash="a1b2c3d4e5", checkpoint_name="random-sd15", widths=(24, 320))
+    assert desc.warnings_for(same) == [CONVERT_WARNING]
+    other = ModelFacts.for_family("SD1", "0123456789", "sd15-pruned")
+    found = desc.warnings_for(other)
+    assert any(w.startswith("trained on another checkpoint: random-sd15 [a1b2c3d4e5]") and "sd15-pruned" in w
+               for w in found)
+    assert any(w.startswith("no width matches the loaded model") for w in found)
+    assert desc.to_json(other)["warnings"] == found
+    assert desc.to_json()["warnings"] == [CONVERT_WARNING]  # the description itself is not changed
+    assert ModelFacts.for_family("SDXL").widths == (2048, 640, 1280)
+
+
+# --------------------------------------------------------------------- the cache
+def test_cache_valid_until_the_file_or_its_optim_changes(fixtures_dir: Path, tmp_path: Path) -> None:
+    _copy(fixtures_dir, tmp_path, "optim_fresh_a.pt", "optim_fresh_a.pt.optim")
+    path = str(tmp_path / "optim_fresh_a.pt")
+    cache = DescriptionCache()
+    desc = describe_file(path)
+    cache.put(desc)
+    st = os.stat(path)
+    assert cache.get(path, st.st_size, st.st_mtime_ns) == desc
+    assert cache.get(path, st.st_size + 1, st.st_mtime_ns) is None
+    assert cache.get(path, st.st_size, st.st_mtime_ns + 1) is None
+    os.utime(path + ".optim", ns=(st.st_mtime_ns + 10**9, st.st_mtime_ns + 10**9))
+    assert cache.get(path, st.st_size, st.st_mtime_ns) is None  # the .optim verdict may have changed
+    cache.put(FileDescription(path=str(tmp_path / "gone.pt")))  # never stat-ed: not cached
+    assert len(cache) == 1
+
+
+def test_cache_persists_and_merges(fixtures_dir: Path, tmp_path: Path) -> None:
+    _copy(fixtures_dir, tmp_path, "act_relu.pt", "act_gelu.pt")
+    store = tmp_path / "summaries.json"
+    a, b = DescriptionCache(), DescriptionCache.load(store)
+    a.put(describe_file(tmp_path / "act_relu.pt"))
+    b.put(describe_file(tmp_path / "act_gelu.pt"))
+    a.save(store)
+    b.save(store)  # another process saving later keeps a's entry
+    loaded = DescriptionCache.load(store)
+    for name in ("act_relu.pt", "act_gelu.pt"):
+        st = os.stat(tmp_path / name)
+        got = loaded.get(tmp_path / name, st.st_size, st.st_mtime_ns)
+        assert got is not None and got.to_json() == describe_file(tmp_path / name).to_json()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    store.write_text("{not json", encoding="utf-8")
+    assert len(DescriptionCache.load(store)) == 0
+    store.write_text(json.dumps({"version": 1, "entries": {"x": {"size": 1, "description": "junk"}}}), encoding="utf-8")
+    assert DescriptionCache.load(store).get("x", 1, 0) is None
+    assert len(DescriptionCache.load(tmp_path / "missing.json")) == 0
+
+
+def test_library_reads_each_file_once_then_from_the_persisted_cache(
+    fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "hn"
+    _copy(fixtures_dir, folder, "act_relu.pt", "dims_24_32_48_meta.pt")
+    store = tmp_path / "summaries.json"
+    first = HypernetLibrary(folder)
+    before = {d.name: d.to_json() for d in first.describe_all()}
+    first.description_cache.save(store)
+
+    def no_load(path):
+        raise AssertionError(f"loaded {path} although its description is cached")
+
+    monkeypatch.setattr(description, "load", no_load)
+    second = HypernetLibrary(folder, description_cache=DescriptionCache.load(store))
+    assert {d.name: d.to_json() for d in second.describe_all()} == before
+
+    # a changed file is re-read
+    monkeypatch.undo()
+    lib_hypernet.load(fixtures_dir / "act_gelu.pt").save(folder / "act_relu.pt")
+    second.refresh()
+    changed = second.describe(second.files["act_relu"])
+    assert changed.activation_func == "gelu" and changed.container == "legacy" and changed.a1111_loadable is True
+
+
+def test_library_describe_never_raises(fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "hn"
+    _copy(fixtures_dir, folder, "act_relu.pt")
+    (folder / "broken.safetensors").write_bytes(b"\x00" * 10)
+    library = HypernetLibrary(folder)
+    descs = {d.name: d for d in library.describe_all()}
+    assert descs["act_relu"].ok and not descs["broken"].ok and descs["broken"].error
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("lib_hypernet.library.describe_file", boom)
+    fresh = HypernetLibrary(folder)
+    desc = fresh.describe_all()[0]
+    assert not desc.ok and "disk on fire" in (desc.error or "")
+    assert fresh.summary(fresh.files["act_relu"])["error"]
+
+
+def test_service_list_and_info_use_the_description(fixtures_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "hn"
+    _copy(fixtures_dir, folder, "act_relu.pt", "dims_24_32_48_meta.pt")
+    service = HypernetService(HypernetLibrary(folder))
+    model = ModelFacts.for_family("SD1", "0123456789", "other")
+    items = {item["name"]: item for item in service.list(model=model)}
+    assert json.loads(orjson.dumps(items)) == items
+    meta = items["dims_24_32_48_meta"]
+    assert meta["shorthash"] == "e35e8dc32d" and meta["sd_version"] is None
+    assert any(w.startswith("trained on another checkpoint") for w in meta["warnings"])
+    info = service.info("act_relu")
+    assert info["tag"] == "<hypernet:act_relu:1>" and info["relpath"] == "act_relu.pt"
+    assert set(info) - {"tag"} == set(describe_file(folder / "act_relu.pt").to_json())

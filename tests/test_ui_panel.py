@@ -1,0 +1,339 @@
+"""The library panel's callbacks (called directly, as the events call them) and building it with gradio 3.41.2."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+import torch
+from hn_testutil import TouchViaSystem
+
+import lib_hypernet
+from lib_hypernet.description import ModelFacts
+from lib_hypernet.examples import EXAMPLES, make_examples
+from lib_hypernet.library import HypernetLibrary
+from lib_hypernet.ui import COLUMNS, LibraryPanel, LibrarySource, SendTarget, build_library_panel, compat
+from lib_hypernet.ui.library_panel import matches, row_of
+from lib_hypernet.ui.standalone import build_app, main, make_source
+
+FIXTURES = ("act_relu.pt", "dims_24_32_48_meta.pt", "legacy_novelai.pt", "optim_fresh_a.pt", "optim_fresh_a.pt.optim")
+
+
+@pytest.fixture
+def folder(tmp_path: Path, fixtures_dir: Path) -> Path:
+    root = tmp_path / "hypernetworks"
+    (root / "styles").mkdir(parents=True)
+    for name in FIXTURES:
+        shutil.copyfile(fixtures_dir / name, root / name)
+    shutil.copyfile(fixtures_dir / "act_gelu.pt", root / "styles" / "act_gelu.pt")
+    return root
+
+
+@pytest.fixture
+def panel(folder: Path) -> LibraryPanel:
+    return LibraryPanel(LibrarySource(HypernetLibrary(folder)))
+
+
+def _rows(view) -> list[list]:
+    return view.table["data"]
+
+
+def _names(view) -> list[str]:
+    return [row[0] for row in _rows(view)]
+
+
+def _choices(update: dict) -> list[str]:
+    """Dropdown choice values (gradio 4 gets (label, value) pairs, gradio 3 values)."""
+    return [c[1] if isinstance(c, (list, tuple)) else c for c in update["choices"]]
+
+
+class Progress:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def __call__(self, value, desc=None, unit=None) -> None:
+        self.calls.append((value, desc))
+
+
+# --------------------------------------------------------------------- table
+def test_view_lists_every_file_with_all_columns(panel: LibraryPanel, folder: Path) -> None:
+    view = panel.view()
+    assert view.table["headers"] == list(COLUMNS)
+    assert _names(view) == ["act_gelu", "act_relu", "dims_24_32_48_meta", "legacy_novelai", "optim_fresh_a"]
+    assert view.names == _names(view)
+    row = dict(zip(COLUMNS, _rows(view)[2]))
+    assert row == {
+        "name": "dims_24_32_48_meta", "relative path": "dims_24_32_48_meta.pt", "format": "pt", "SD version": "–",
+        "structure": "1, 2, 1", "activation": "relu", "layer norm": "yes", "dropout": "none", "step": 1500,
+        "base model": "random-sd15 [a1b2c3d4e5]", "short hash": "", "size": "145.5 KiB", "safe": "yes",
+    }
+    assert dict(zip(COLUMNS, _rows(view)[0]))["relative path"] == "styles/act_gelu.pt"
+    assert _choices(view.files) == view.names and view.files["value"] == "act_gelu"
+    assert view.status.startswith(f"5 files in `{folder}`") and "without a hash yet" in view.status
+
+
+def test_search_and_sort(panel: LibraryPanel) -> None:
+    assert _names(panel.view("gelu")) == ["act_gelu"]
+    assert _names(panel.view("styles/")) == ["act_gelu"]
+    assert _names(panel.view("RANDOM-sd15 1500")) == ["dims_24_32_48_meta"]  # every word, any case
+    assert _names(panel.view("relu nothing")) == []
+    empty = panel.view("nothing at all")
+    assert empty.files["value"] is None and empty.status.startswith("0 of 5 files")
+    assert _names(panel.view("", "step", True))[0] == "dims_24_32_48_meta"
+    by_size = panel.view("", "size", False)
+    sizes = [os.path.getsize(panel.source.library.files[n].path) for n in by_size.names]
+    assert sizes == sorted(sizes)
+    assert panel.view("", "name", True).names == list(reversed(panel.view().names))
+    assert panel.view("", "no such key").names == panel.view().names
+    assert panel.view("", "name", False, "legacy_novelai").files["value"] == "legacy_novelai"  # kept when shown
+
+
+def test_search_finds_hashes_once_known(panel: LibraryPanel) -> None:
+    desc = panel.source.describe("act_relu")
+    assert desc is not None and desc.sha256
+    assert _names(panel.view(desc.sha256[:12])) == ["act_relu"]
+
+
+def test_select_row(panel: LibraryPanel) -> None:
+    view = panel.view()
+    names, rows = view.names, _rows(view)
+    assert panel.on_select(names, rows, SimpleNamespace(index=[3, 4], value="1, 2, 1")) == "legacy_novelai"
+    # the browser sorted the table by a header click: the index is into its order
+    shown = sorted(rows, key=lambda row: str(row[COLUMNS.index("activation")]))
+    assert [r[0] for r in shown][:2] == ["legacy_novelai", "act_gelu"]
+    assert panel.on_select(names, shown, SimpleNamespace(index=[0, 5], value="None")) == "legacy_novelai"
+    assert panel.on_select(names, {"headers": list(COLUMNS), "data": shown}, SimpleNamespace(index=[1, 2], value="pt")) \
+        == "act_gelu"
+    assert panel.on_select(names, None, SimpleNamespace(index=[1, 4], value="x")) == "act_relu"
+    assert panel.on_select(names, rows, SimpleNamespace(index=[99, 4], value="x")) == gr.update()
+
+
+def test_refresh_picks_up_new_files(panel: LibraryPanel, folder: Path, fixtures_dir: Path) -> None:
+    panel.view()
+    shutil.copyfile(fixtures_dir / "act_tanh.pt", folder / "act_tanh.pt")
+    _table, names, files, status = panel.on_refresh("", "name", False, None)
+    assert "act_tanh" in names and "act_tanh" in _choices(files) and status.startswith("6 files")
+    assert panel.on_filter("", "name", False, "act_tanh")[2]["value"] == "act_tanh"
+
+
+# --------------------------------------------------------------------- detail and tag
+def test_detail_shows_metadata_hash_optim_and_warnings(folder: Path) -> None:
+    facts = ModelFacts.for_family("SD1", "0123456789", "sd15")
+    panel = LibraryPanel(LibrarySource(HypernetLibrary(folder), model_facts=lambda: facts))
+    html, tag = panel.on_file("dims_24_32_48_meta", 0.8)
+    assert tag == "<hypernet:dims_24_32_48_meta:0.8>"
+    for text in ("random-sd15 [a1b2c3d4e5]", "e35e8dc32d", "fixture: dims 24/32/48 with training metadata", "1500",
+                 "XavierNormal", "24: Linear(24, 48) → ReLU", "missing: no optimizer state file",
+                 "A1111 cannot load this .pt: convert it", "trained on another checkpoint",
+                 "no width matches the loaded model"):
+        assert text in html, text
+    assert "ok: hash matches" in panel.on_file("optim_fresh_a", 1)[0]
+    assert "Select a file" in panel.on_file(None, 0.8)[0] and panel.on_file(None, 0.8)[1] == ""
+    assert "Select a file" in panel.on_file("vanished", 0.8)[0]
+
+
+def test_detail_escapes_html(folder: Path) -> None:
+    hn = lib_hypernet.create("x", sizes=[8], layer_structure=[1, 1], seed=1,
+                             optional_info="<script>alert(1)</script>")
+    hn.save(folder / "html.safetensors")
+    html, _ = LibraryPanel(LibrarySource(HypernetLibrary(folder))).on_file("html", 1.0)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_tag_follows_the_slider(panel: LibraryPanel) -> None:
+    assert panel.tag("act_relu", 0.8) == "<hypernet:act_relu:0.8>"
+    assert panel.tag("act_relu", 0.8500000000000001) == "<hypernet:act_relu:0.85>"
+    assert panel.tag("act_relu", -1.25) == "<hypernet:act_relu:-1.25>"
+    assert panel.tag("act_relu", 0) == "<hypernet:act_relu:0>"
+    assert panel.tag("act_relu", None) == "<hypernet:act_relu:0.8>"
+    assert panel.tag(None, 1) == ""
+    assert panel.tag("sub/my style (v2)", 1) == "<hypernet:sub/my style (v2):1>"
+
+
+def test_unsafe_and_broken_files_are_listed_not_fatal(folder: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    torch.save({768: TouchViaSystem(marker)}, folder / "evil.pt")
+    (folder / "broken.pt").write_bytes(b"\x00not a torch file" * 10)
+    panel = LibraryPanel(LibrarySource(HypernetLibrary(folder)))
+    view = panel.view()
+    rows = {row[0]: dict(zip(COLUMNS, row)) for row in _rows(view)}
+    assert rows["evil"]["safe"] == "NO (refused)" and rows["broken"]["safe"] == "error"
+    assert "2 with errors" in view.status
+    assert _names(panel.view("unsafe")) == ["evil"]
+    html, _ = panel.on_file("evil", 1)
+    assert "hypernet-lib-error" in html and "system" in html
+    message = panel.on_convert("evil", False, "", "name", False)[-1]
+    assert message.startswith("⚠") and not (folder / "evil.safetensors").exists()
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------- actions
+def test_hash_missing_with_progress(panel: LibraryPanel) -> None:
+    progress = Progress()
+    *view, message = panel.on_hash("", "name", False, None, progress=progress)
+    assert message == "Hashed 5 files."
+    assert progress.calls[0] == ((0, 5), "hashing act_gelu") and progress.calls[-1] == ((5, 5), "hashed")
+    assert all(row[COLUMNS.index("short hash")] for row in view[0]["data"])
+    assert "without a hash" not in view[3]
+    assert panel.on_hash("", "name", False, None, progress=Progress())[-1] == "Every file already has its hash."
+
+
+def test_convert_never_overwrites_without_asking(panel: LibraryPanel, folder: Path) -> None:
+    _table, names, files, _status, message = panel.on_convert("legacy_novelai", False, "", "name", False)
+    target = folder / "legacy_novelai.safetensors"
+    assert message.startswith("Wrote legacy_novelai.safetensors") and target.is_file()
+    assert files["value"] == "legacy_novelai" and "legacy_novelai.pt" in names
+    a, b = lib_hypernet.load(folder / "legacy_novelai.pt"), lib_hypernet.load(target)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+    before = target.stat().st_mtime_ns
+    message = panel.on_convert("legacy_novelai.pt", False, "", "name", False)[-1]
+    assert "tick 'Overwrite'" in message and target.stat().st_mtime_ns == before
+    assert panel.on_convert("legacy_novelai.pt", True, "", "name", False)[-1].startswith("Wrote")
+    assert "already a .safetensors" in panel.on_convert("legacy_novelai", False, "", "name", False)[-1]
+    assert "select a file" in panel.on_convert(None, False, "", "name", False)[-1]
+    assert "press Refresh" in panel.on_convert("gone", False, "", "name", False)[-1]
+
+
+def test_repair_asks_then_rewrites_in_the_legacy_format(panel: LibraryPanel, folder: Path) -> None:
+    path = folder / "act_relu.pt"
+    original = path.read_bytes()
+    message = panel.on_repair("act_relu", False, "", "name", False)[-1]
+    assert "tick 'Overwrite' to confirm" in message and path.read_bytes() == original
+    message = panel.on_repair("act_relu", True, "", "name", False)[-1]
+    assert message.startswith("Re-wrote act_relu"), message
+    assert lib_hypernet.a1111_zip_entries_rejected(path) == []
+    desc = panel.source.describe("act_relu")
+    assert desc is not None and desc.a1111_loadable is True and desc.warnings == []
+
+
+def test_create(panel: LibraryPanel, folder: Path) -> None:
+    def create(name, **changes):
+        args = dict(name=name, sizes=["768"], other_sizes="32, 64", layer_structure="1, 2, 1", activation="relu",
+                    init="Normal", layer_norm=True, dropout=False, dropout_structure="0, 0, 0", activate_output=False,
+                    file_format="safetensors", seed=7, info="made in a test", overwrite=False, query="", sort="name",
+                    descending=False, selected=None)
+        args.update(changes)
+        return panel.on_create(*args.values())
+
+    *view, message = create("new one")
+    assert message == "Created new one.", message
+    path = folder / "new one.safetensors"
+    hn = lib_hypernet.load(path)
+    assert hn.widths == [32, 64, 768] and hn.is_layer_norm and hn.activation_func == "relu"
+    assert hn.optional_info == "made in a test" and view[2]["value"] == "new one"
+    same_seed = lib_hypernet.create("new one", sizes=[32, 64, 768], layer_structure=[1, 2, 1], activation_func="relu",
+                                    is_layer_norm=True, seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(hn.parameters(), same_seed.parameters()))
+
+    before = path.read_bytes()
+    assert "tick 'Overwrite'" in create("new one")[-1] and path.read_bytes() == before
+    assert create("new one", overwrite=True, seed=8)[-1] == "Created new one." and path.read_bytes() != before
+    assert create("", sizes=[])[-1].startswith("⚠")
+    assert "at least one module width" in create("w", sizes=[], other_sizes="")[-1]
+    assert "whole numbers" in create("w", other_sizes="3x")[-1]
+    assert create("w", layer_structure="2, 1")[-1].startswith("⚠")
+    assert create("pt one", file_format="pt", dropout=True, dropout_structure="0, 0.1, 0", seed=-1)[-1] == "Created pt one."
+    made = lib_hypernet.load(folder / "pt one.pt")
+    assert made.use_dropout and made.dropout_structure == [0, 0.1, 0]
+    assert not [p for p in os.listdir(folder) if p.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------- building
+def test_build_panel_with_gradio_3(folder: Path) -> None:
+    assert gr.__version__ == "3.41.2" or os.environ.get("HYPERNET_GRADIO_4_CHECK")  # the webui's gradio
+    sends = [SendTarget("Send to txt2img", "(tag) => []"), SendTarget("Send to img2img", "(tag) => []")]
+    with gr.Blocks() as blocks:
+        panel = build_library_panel(LibrarySource(HypernetLibrary(folder), send_targets=sends), elem_prefix="t")
+        panel.fill_on_load(blocks)
+    config = blocks.get_config_file()
+    ids = {c["props"].get("elem_id") for c in config["components"]}
+    for name in ("table", "search", "sort", "file", "detail", "strength", "tag", "convert", "repair", "hash", "create",
+                 "send_0", "send_1"):
+        assert f"t_{name}" in ids, name
+    js = [d.get("js") for d in config["dependencies"]]
+    assert js.count("(tag) => []") == 2
+    assert any(_trigger(d) == "load" for d in config["dependencies"])
+    writing = [d for d in config["dependencies"] if _trigger(d) == "click" and d.get("js") is None]
+    assert writing and all(d["queue"] is not False for d in writing)
+
+
+def _trigger(dependency: dict) -> str:
+    """The event name of a config dependency (gradio 3: ``trigger``; gradio 4: ``targets`` pairs)."""
+    return dependency.get("trigger") or dependency["targets"][0][1]
+
+
+def test_standalone_has_no_send_buttons(folder: Path) -> None:
+    app = build_app(make_source(folder, None))
+    ids = {c["props"].get("elem_id") for c in app.get_config_file()["components"]}
+    assert "hypernet_lib_table" in ids and not any(str(i).startswith("hypernet_lib_send") for i in ids)
+
+
+def test_standalone_caches_persist(folder: Path, tmp_path: Path) -> None:
+    caches = tmp_path / "caches"
+    source = make_source(folder, caches)
+    LibraryPanel(source).on_hash("", "name", False, None, progress=Progress())
+    assert sorted(os.listdir(caches)) == ["sd-webui-hypernet-hashes.json", "sd-webui-hypernet-summaries.json"]
+    again = make_source(folder, caches)
+    again.ensure_scanned()
+    assert len(again.library.description_cache) == 5
+    assert all(again.library.hash_cache.get(f.path) for f in again.library.files.values())
+
+
+def test_standalone_command_line(tmp_path: Path, capsys) -> None:
+    assert main(["--dir", str(tmp_path / "nope"), "--no-browser"]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_examples_are_small_and_cover_the_cases(tmp_path: Path) -> None:
+    written = make_examples(tmp_path)
+    assert len(written) == len(EXAMPLES)
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(tmp_path) for f in fs)
+    assert total < 10 * 1024 * 1024
+    descs = {d.relpath: d for d in HypernetLibrary(tmp_path).describe_all()}
+    assert all(d.ok for d in descs.values())
+    assert descs["sdxl-newer-torch.pt"].a1111_loadable is False and descs["sdxl-newer-torch.pt"].sd_version == "SDXL"
+    assert descs["anime-style.pt"].optim["status"] == "ok"
+    assert descs["anime-style.safetensors"].format == "safetensors"
+    assert {d.sd_version for d in descs.values()} >= {"SD1", "SD2", "SDXL"}
+    assert any("/" in relpath for relpath in descs)
+    assert make_examples(tmp_path) == []  # existing files are kept
+
+
+def test_matches_and_row_of_a_failed_file(tmp_path: Path) -> None:
+    from lib_hypernet.description import describe_file
+
+    desc = describe_file(tmp_path / "nothing.pt")
+    assert matches(desc, "") and matches(desc, "error") and not matches(desc, "relu")
+    assert len(row_of(desc)) == len(COLUMNS)
+
+
+def test_compat_helpers() -> None:
+    assert compat.js("() => 1") == ({"_js": "() => 1"} if compat.GRADIO_MAJOR < 4 else {"js": "() => 1"})
+    assert compat.js(None) == {}
+    assert compat.dropdown_choices([("a [hash]", "a")]) == (["a"] if compat.GRADIO_MAJOR < 4 else [("a [hash]", "a")])
+    assert compat.update(value=1) == gr.update(value=1)
+    table = gr.Dataframe(headers=["a", "b"])
+    for rows in ([], [["x", 1]]):
+        value = compat.table_value(["a", "b"], rows)
+        shown = table.postprocess(value)
+        shown = shown if isinstance(shown, dict) else shown.model_dump()  # gradio 4: a DataframeData model
+        assert shown["headers"] == ["a", "b"] and shown["data"] == (rows or shown["data"])
+
+
+def test_bench_library_runs(capsys) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_library.py"
+    spec = importlib.util.spec_from_file_location("bench_library", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--files", "12"]) == 0
+    out = capsys.readouterr().out
+    for label in ("first scan", "restart (warm", "panel build", "panel fill", "compute every hash"):
+        assert f"| {label}" in out, label
