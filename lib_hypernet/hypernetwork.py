@@ -194,11 +194,14 @@ def from_state_dict(raw: Mapping[Any, Any], *, path: str | None = None, name: st
     if dropout_structure is None:
         dropout_structure = parse_dropout_structure(fields["layer_structure"], use_dropout, fields["last_layer_dropout"])
 
+    widths = [width for width in raw if type(width) is int]
+    if len(widths) > MAX_WIDTHS:
+        raise HypernetFormatError(
+            f"{len(widths)} layer widths; a hypernetwork has a handful (at most {MAX_WIDTHS} are accepted)", path
+        )
     layers = {}
-    for width, value in raw.items():
-        if type(width) is not int:
-            continue
-        layers[width] = _build_pair(width, value, fields, dropout_structure, path)
+    for width in widths:
+        layers[width] = _build_pair(width, raw[width], fields, dropout_structure, path)
     if not layers:
         raise HypernetFormatError(
             "contains no layers: a hypernetwork needs at least one integer width key (e.g. 768) holding "
@@ -231,6 +234,7 @@ def from_state_dict(raw: Mapping[Any, Any], *, path: str | None = None, name: st
 # Metadata numbers beyond these cannot be real (and would overflow float conversions).
 _MAX_METADATA_INT = 1 << 63
 MAX_LAYER_STRUCTURE_LEN = 100
+MAX_WIDTHS = 64  # SD1 uses 4 attention widths, SDXL 3
 # The weight dtypes a hypernetwork may store (A1111 trains float32; halves and doubles convert exactly).
 WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from .tags import names_in_prompt, rename_in_prompt
+from .tags import names_in_prompt
 
 KEY = "Hypernet hashes"
 LEGACY_NAME_KEY = "Hypernet"
@@ -66,10 +66,6 @@ def resolve_renames(
         if other is not None and other != name:
             renames[name] = other
     return renames
-
-
-def restore_prompt(prompt: str, renames: dict[str, str]) -> str:
-    return rename_in_prompt(prompt, renames)
 
 
 def dedupe_legacy_tag(prompt: str, legacy_name: str) -> str:

@@ -21,7 +21,7 @@ from .hashing import legacy_hash_is_meaningful, legacy_model_hash
 from .hypernetwork import Hypernetwork
 from .library import HypernetFile, HypernetLibrary
 from .strength import Strength
-from .tags import HypernetRequest, TagError, format_tag, parse_items
+from .tags import HypernetRequest, TagError, format_tag, parse_items, rename_in_prompt
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class HypernetService:
                 continue
             found = infotext.resolve_renames(text, recorded, self._exists, self._hash_of, self._find_by_hash)
             if found:
-                params[key] = infotext.restore_prompt(text, found)
+                params[key] = rename_in_prompt(text, found)
                 renames.update(found)
         for old, new in renames.items():
             log.warning("hypernetworks: pasted tag %s now points to %s (it has the recorded hash %s)%s",

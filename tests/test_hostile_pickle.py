@@ -4,6 +4,7 @@ our own error naming the file, within a small memory budget, with nothing execut
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import pickletools
 import struct
@@ -184,6 +185,15 @@ def test_huge_metadata_numbers(field: str, value: Any, tmp_path: Path) -> None:
     _load_error(path, field)
 
 
+@pytest.mark.parametrize("field", ["step", "layer_structure", "dropout_structure"])
+def test_10_to_the_400_in_a_pt(field: str, tmp_path: Path) -> None:
+    """10**400 needs a 167-byte LONG1; float() of it overflowed in the old loader."""
+    value: Any = 10**400 if field == "step" else [1, 10**400, 1]
+    path = tmp_path / "huge.pt"
+    path.write_bytes(torch_bytes(good_raw(**{field: value}), zip_format=False))
+    _load_error(path, "integer of 167 bytes")
+
+
 @pytest.mark.parametrize("container", sorted(CONTAINERS))
 @pytest.mark.parametrize("opcodes", [b"X\x02\x00\x00\x00\xff\xfe", b"U\x02\xc3\x28"], ids=["binunicode", "short_binstring"])
 def test_strings_that_are_not_utf8(container: str, opcodes: bytes, tmp_path: Path) -> None:
@@ -337,3 +347,37 @@ def test_load_optimizer_state_never_raises(tmp_path: Path) -> None:
     optim.unlink()
     optim.mkdir()
     assert lib_hypernet.load_optimizer_state(pt).status == "unreadable"
+
+
+def test_too_many_widths(tmp_path: Path) -> None:
+    path = tmp_path / "wide.pt"
+    lib_hypernet.create("wide", sizes=list(range(1, 66)), seed=0).save(path)
+    _load_error(path, "65 layer widths")
+    ok = tmp_path / "ok.pt"
+    lib_hypernet.create("ok", sizes=list(range(1, 65)), seed=0).save(ok)
+    assert len(lib_hypernet.load(ok).widths) == 64
+
+
+def test_fifo_and_directory_are_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.pt"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.pt").mkdir()
+    for path in (fifo, tmp_path / "dir.pt"):
+        with pytest.raises(lib_hypernet.HypernetFileError, match="not a regular file"):
+            lib_hypernet.check_torch_file(path)
+        with pytest.raises(lib_hypernet.HypernetFileError):
+            lib_hypernet.load(path)
+        assert lib_hypernet.a1111_zip_entries_rejected(path)
+
+
+def test_file_that_shrinks_while_read(tmp_path: Path) -> None:
+    """A file truncated during the check gives our error (a mapped file would crash with SIGBUS)."""
+    from lib_hypernet.formats.fileview import FileView
+
+    path = tmp_path / "shrinks.pt"
+    path.write_bytes(torch_bytes(good_raw(), zip_format=True))
+    with open(path, "rb") as f:
+        view = FileView(f, str(path))
+        os.truncate(path, 100)
+        with pytest.raises(lib_hypernet.HypernetFileError, match="changed"):
+            view[len(view) - 22:len(view)]

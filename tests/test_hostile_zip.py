@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 from hn_testutil import TouchViaSystem
 from hostile_util import (
     Entry,
@@ -66,6 +67,12 @@ def test_case_duplicate_data_pkl(evil_first: bool, tmp_path: Path) -> None:
     entries.insert(i, upper)
     path = tmp_path / "case.pt"
     path.write_bytes(build_zip(entries))
+    # The differential is real: Python's zipfile reads data.pkl, torch (case-insensitive lookup) DATA.PKL.
+    with zipfile.ZipFile(path) as archive:
+        assert (archive.read(entries[i + 1].name.decode()) == _evil_pickle(marker)) == (not evil_first)
+    if evil_first:
+        with pytest.raises(pickle.UnpicklingError, match="system"):
+            torch.load(path, weights_only=True)
     _refused(path, "ignoring case")
     assert not marker.exists()
 
@@ -86,9 +93,11 @@ def test_two_central_directories(tmp_path: Path) -> None:
     evil[data_pkl_name(evil)].data = _evil_pickle(marker)
     path = tmp_path / "two_cd.pt"
     path.write_bytes(two_central_directories(seen_by_python=benign, seen_by_torch=evil))
-    # The differential is real: Python's zipfile reads the benign directory ...
+    # The differential is real: Python's zipfile reads the benign directory, torch the evil one.
     with zipfile.ZipFile(path) as archive:
         assert archive.read(benign[data_pkl_name(benign)].name.decode()) == benign[data_pkl_name(benign)].data
+    with pytest.raises(pickle.UnpicklingError, match="system"):
+        torch.load(path, weights_only=True)
     _refused(path, "central directory is not where")
     assert not marker.exists()
 
@@ -101,6 +110,15 @@ def test_compressed_or_unknown_method_refused(method: int, tmp_path: Path) -> No
     if method != 8:
         entries[i].stored = entries[i].data
     path = tmp_path / "compressed.pt"
+    path.write_bytes(build_zip(entries))
+    _refused(path, "compressed")
+
+
+def test_deflated_storage_refused(tmp_path: Path) -> None:
+    """A storage record deflated (the 1.5 GiB-storage bomb): refused before anything is inflated."""
+    entries = zip_entries(_good_zip())
+    next(e for e in entries if e.name.endswith(b"/data/0")).method = 8
+    path = tmp_path / "storage.pt"
     path.write_bytes(build_zip(entries))
     _refused(path, "compressed")
 

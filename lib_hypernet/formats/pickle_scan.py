@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import HypernetFormatError, UnsafeFileError
-from .zip_layout import Buffer
+from .fileview import Buffer
 
 MAX_OPCODES = 1_000_000
 MAX_TUPLE_DEPTH = 32
@@ -223,7 +223,8 @@ class _Scanner:
         read = self.read
         stack = self.stack
         if name == "PROTO":
-            read(1)
+            if read(1)[0] != 2:
+                raise _bad(self.path, "a pickle protocol other than 2, the one torch.save writes")
         elif name == "MARK":
             self.marks.append(stack)
             self.stack = []
@@ -286,18 +287,18 @@ class _Scanner:
             item = stack.pop()
             self.target(list, name).append(item)
         elif name == "APPENDS":
-            items = self.pop_mark()
-            self.target(list, name).extend(items)
+            appended = self.pop_mark()  # before target(): the list is below the mark
+            self.target(list, name).extend(appended)
         elif name == "SETITEM":
             value, key = stack.pop(), stack.pop()
             self.target(dict, name)[self.hashable(key)] = value
         elif name == "SETITEMS":
-            items = self.pop_mark()
-            if len(items) % 2:
+            pairs = self.pop_mark()
+            if len(pairs) % 2:
                 raise _bad(self.path, "SETITEMS with an odd number of values")
             target = self.target(dict, name)
-            for i in range(0, len(items), 2):
-                target[self.hashable(items[i])] = items[i + 1]
+            for i in range(0, len(pairs), 2):
+                target[self.hashable(pairs[i])] = pairs[i + 1]
         elif name == "GLOBAL":
             module, attr = self.line(), self.line()
             self.result.globals.append((module, attr))

@@ -20,6 +20,7 @@ from .._compat import safe_globals
 from ..errors import HypernetFileError, HypernetFormatError, UnsafeFileError
 from ..fileio import atomic_write
 from . import pt_legacy_writer
+from .fileview import open_regular
 from .safe_unpickle import inspect_open_file
 
 
@@ -51,11 +52,7 @@ def read_torch_file(path: str | os.PathLike[str]) -> Any:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise HypernetFileError("file not found", path)
-    try:
-        f = open(path, "rb")  # noqa: SIM115 (closed below; opening errors get our own type)
-    except OSError as exc:
-        raise HypernetFileError(f"cannot open the file ({exc.strerror or exc})", path) from exc
-    with f:
+    with open_regular(path) as f:
         info = inspect_open_file(f, path)
         f.seek(0)
         obj = _original_torch_load(f, path)

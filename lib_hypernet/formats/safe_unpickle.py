@@ -14,14 +14,13 @@
 
 A file naming a global outside the allow-list raises :class:`UnsafeFileError`; anything else wrong
 raises :class:`HypernetFormatError`.  Checking costs at most a few hundred MB whatever the file holds
-(the file is mapped, not read) and does not depend on :mod:`pickle`'s unpicklers, which other code may
+(the file is read piecewise, never mapped or read whole) and does not depend on :mod:`pickle`'s unpicklers, which other code may
 have replaced.  :mod:`.pt` then hands the same open file to the original ``torch.serialization.load``
 with ``weights_only=True``, so torch's own restrictions apply on top.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 import struct
@@ -29,9 +28,10 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ..errors import HypernetError, HypernetFileError, HypernetFormatError
+from ..errors import HypernetError, HypernetFormatError
+from .fileview import Buffer, FileView, open_regular
 from .pickle_scan import ALLOWED_GLOBALS, ScanResult, list_globals, scan_pickle
-from .zip_layout import Buffer, ZipLayout, read_zip_layout
+from .zip_layout import ZipLayout, read_zip_layout
 
 __all__ = [
     "A1111_GLOBALS",
@@ -88,28 +88,18 @@ def check_torch_file(path: str | os.PathLike[str]) -> str:
     (or :class:`HypernetFileError` when it cannot be opened) for anything else wrong.
     """
     path = os.fspath(path)
-    try:
-        f = open(path, "rb")  # noqa: SIM115 (closed below; opening errors get our own type)
-    except OSError as exc:
-        raise HypernetFileError(f"cannot open the file ({exc.strerror or exc})", path) from exc
-    with f:
+    with open_regular(path) as f:
         return inspect_open_file(f, path).container
 
 
 def inspect_open_file(f: BinaryIO, path: str) -> TorchFileInfo:
-    """Check the open torch file ``f`` (any position; it is mapped, not read) and describe it."""
-    size = os.fstat(f.fileno()).st_size
-    if size == 0:
+    """Check the open torch file ``f`` (read by random access, never all at once) and describe it."""
+    buf = FileView(f, path)
+    if len(buf) == 0:
         raise HypernetFormatError("the file is empty (an interrupted download or copy?)", path)
-    try:
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            if buf[:4] == b"PK\x03\x04":
-                return _inspect_zip(buf, path)
-            return _inspect_legacy(buf, path)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, HypernetError):
-            raise
-        raise HypernetFileError(f"cannot read the file ({exc})", path) from exc
+    if buf[:4] == b"PK\x03\x04":
+        return _inspect_zip(buf, path)
+    return _inspect_legacy(buf, path)
 
 
 def _inspect_zip(buf: Buffer, path: str) -> TorchFileInfo:
@@ -212,7 +202,8 @@ def a1111_zip_entries_rejected(path: str | os.PathLike[str]) -> list[str]:
     """
     path = os.fspath(path)
     try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        with open_regular(path) as f:
+            buf = FileView(f, path)
             if buf[:4] == b"PK\x03\x04":
                 layout = read_zip_layout(buf, path)
                 rejected = [e.name for e in layout.records.values() if not A1111_ZIP_NAME_RE.match(e.name)]

@@ -70,18 +70,23 @@ class _DuplicateKey(ValueError):
 
 def _read_header(path: str) -> dict[str, Any]:
     """Parse the JSON header the way it must be read: UTF-8, no duplicate keys, bounded size and depth."""
-    size = os.path.getsize(path)
-    if size < 8:
-        raise HypernetFormatError("not a safetensors file: shorter than its 8-byte header length", path)
-    with open(path, "rb") as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        if header_len > min(size - 8, MAX_HEADER_BYTES):
-            raise HypernetFormatError(
-                f"not a valid safetensors file: its header claims {header_len} bytes but the file has {size} "
-                "(truncated download or not a safetensors file)",
-                path,
-            )
-        raw = f.read(header_len)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 8:
+                raise HypernetFormatError("not a safetensors file: shorter than its 8-byte header length", path)
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > min(size - 8, MAX_HEADER_BYTES):
+                raise HypernetFormatError(
+                    f"not a valid safetensors file: its header claims {header_len} bytes but the file has {size} "
+                    "(truncated download or not a safetensors file)",
+                    path,
+                )
+            raw = f.read(header_len)
+    except OSError as exc:
+        raise HypernetFileError(f"cannot read the file ({exc.strerror or exc})", path) from exc
+    if len(raw) != header_len:
+        raise HypernetFormatError("not a valid safetensors file: the file changed while it was read", path)
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except _DuplicateKey as exc:

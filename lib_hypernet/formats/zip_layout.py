@@ -17,29 +17,27 @@ never loaded.  :func:`read_zip_layout` therefore accepts only zips on which ever
 * names are printable ASCII (or flagged and valid UTF-8), unique even ignoring case, and all share
   the first entry's ``<prefix>/`` (the record prefix torch uses).
 
-Nothing is decompressed or allocated beyond small header structures; the caller passes a read-only
-``mmap`` of the file, and CRCs are computed in chunks, so checking costs little memory whatever the file.
+Nothing is decompressed or allocated beyond small header structures; the caller passes a
+:class:`~.fileview.FileView` of the file and CRCs are computed in chunks, so checking costs little
+memory whatever the file.
 """
 
 from __future__ import annotations
 
 import itertools
-import mmap
 import re
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Union
 
 from ..errors import HypernetFormatError
+from .fileview import Buffer
 
 _EOCD = struct.Struct("<4sHHHHIIH")  # end of central directory record (22 bytes)
 _ZIP64_LOCATOR = struct.Struct("<4sIQI")  # 20 bytes
 _ZIP64_EOCD = struct.Struct("<4sQHHIIQQQQ")  # 56 bytes
 _CENTRAL = struct.Struct("<4sHHHHHHIIIHHHHHII")  # 46 bytes
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes
-
-Buffer = Union[bytes, mmap.mmap]  # slicing either gives bytes
 
 MAX_ENTRIES = 100_000
 _CRC_CHUNK = 16 << 20
@@ -88,7 +86,7 @@ def read_zip_layout(buf: Buffer, path: str) -> ZipLayout:
     if size < _EOCD.size + _LOCAL.size:
         raise _corrupt(path, f"only {size} bytes")
     eocd_at = size - _EOCD.size
-    sig, disk, cd_disk, n_this, n_total, cd_size, cd_off, comment_len = _EOCD.unpack_from(buf, eocd_at)
+    sig, disk, cd_disk, n_this, n_total, cd_size, cd_off, comment_len = _EOCD.unpack(buf[eocd_at:eocd_at + _EOCD.size])
     if sig != b"PK\x05\x06":
         tail = bytes(buf[max(0, size - 65_557):])
         if b"PK\x05\x06" in tail:
@@ -99,12 +97,12 @@ def read_zip_layout(buf: Buffer, path: str) -> ZipLayout:
     cd_end = eocd_at
     loc_at = eocd_at - _ZIP64_LOCATOR.size
     if loc_at >= 0 and bytes(buf[loc_at:loc_at + 4]) == b"PK\x06\x07":
-        _, z64_disk, z64_off, n_disks = _ZIP64_LOCATOR.unpack_from(buf, loc_at)
+        _, z64_disk, z64_off, n_disks = _ZIP64_LOCATOR.unpack(buf[loc_at:loc_at + _ZIP64_LOCATOR.size])
         z64_at = loc_at - _ZIP64_EOCD.size
         if z64_disk != 0 or n_disks not in (0, 1) or z64_off != z64_at or z64_at < 0:
             raise _refuse(path, "the zip64 end record is not directly before its locator")
         (z_sig, rec_size, _made, _need, z_disk, z_cd_disk, z_this, z_total, z_cd_size, z_cd_off) = (
-            _ZIP64_EOCD.unpack_from(buf, z64_at)
+            _ZIP64_EOCD.unpack(buf[z64_at:z64_at + _ZIP64_EOCD.size])
         )
         if z_sig != b"PK\x06\x06" or rec_size != _ZIP64_EOCD.size - 12:
             raise _refuse(path, "a malformed zip64 end record")
@@ -142,7 +140,7 @@ def _read_central_directory(buf: Buffer, path: str, pos: int, end: int, count: i
         if pos + _CENTRAL.size > end:
             raise _refuse(path, "the central directory is shorter than its entry count")
         (sig, _made, _need, flags, method, _time, _date, crc, csize, usize, nlen, elen, clen, disk, _iattr,
-         _eattr, offset) = _CENTRAL.unpack_from(buf, pos)
+         _eattr, offset) = _CENTRAL.unpack(buf[pos:pos + _CENTRAL.size])
         if sig != b"PK\x01\x02":
             raise _refuse(path, "a damaged central directory entry")
         name_at = pos + _CENTRAL.size
@@ -240,7 +238,7 @@ def _check_local(buf: Buffer, entry: _Central, path: str, cd_off: int) -> int:
     at = entry.header_offset
     if at + _LOCAL.size > cd_off:
         raise _refuse(path, f"entry {entry.name[:60]!r} starts outside the file's data area")
-    sig, _need, flags, method, _time, _date, crc, csize, usize, nlen, elen = _LOCAL.unpack_from(buf, at)
+    sig, _need, flags, method, _time, _date, crc, csize, usize, nlen, elen = _LOCAL.unpack(buf[at:at + _LOCAL.size])
     if sig != b"PK\x03\x04":
         raise _refuse(path, f"no local header for entry {entry.name[:60]!r}")
     if bytes(buf[at + _LOCAL.size:at + _LOCAL.size + nlen]) != entry.raw_name:

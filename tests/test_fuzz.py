@@ -1,0 +1,88 @@
+"""A bounded, seeded fuzzing run of the file readers (the long run is ``tools/fuzz.sh 15m``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fuzzing import Fuzzer
+
+import lib_hypernet
+
+FUZZER = Path(__file__).parent / "helpers" / "fuzzing.py"
+EXAMPLES = 300
+
+
+def test_seeded_fuzz_run(tmp_path: Path) -> None:
+    """300 mutated .pt (zip, legacy), .pt.optim and .safetensors files: only HypernetError, nothing executed,
+    peak RSS within 200 MB of the start, in a child limited to 4 GiB of address space."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", str(FUZZER), "--examples", str(EXAMPLES), "--seed", "20261201",
+         "--failures", str(tmp_path / "failures")],
+        capture_output=True, text=True, timeout=1200, preexec_fn=limit, env=env,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, proc.stdout[-2000:] + proc.stderr[-2000:]
+    summary = json.loads(lines[-1])
+    print(f"fuzz: {summary['examples']} examples, {summary['examples_per_s']}/s, max {summary['max_example_s']} s "
+          f"per example, RSS growth {summary['rss_growth_mb']} MB, outcomes {summary['outcomes']}")
+    assert summary["failures"] == [], summary["failures"]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert summary["examples"] >= EXAMPLES
+    assert summary["outcomes"]["refused"] > 0 and summary["outcomes"]["loaded"] > 0
+    assert summary["rss_growth_mb"] < 200
+
+
+@pytest.fixture(scope="module")
+def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Fuzzer:
+    work = tmp_path_factory.mktemp("fuzz")
+    return Fuzzer(work, work / "failures", rss_budget_mb=200, hang_s=60)
+
+
+def test_fuzzer_reports_a_foreign_exception(fuzzer: Fuzzer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positive control: an exception other than HypernetError is a failure, with a reproducer saved."""
+
+    def broken(path: object) -> None:
+        raise ValueError("escaped")
+
+    monkeypatch.setattr(lib_hypernet, "load", broken)
+    with pytest.raises(AssertionError, match="ValueError: escaped"):
+        fuzzer.run_one("zip.pt", fuzzer.seeds["zip.pt"])
+    assert Path(fuzzer.problems[-1]["file"]).read_bytes() == fuzzer.seeds["zip.pt"]
+
+
+def test_fuzzer_reports_an_executed_payload(fuzzer: Fuzzer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positive control: a payload that ran (the marker file exists) is a failure even if loading 'worked'."""
+
+    def runs_payload(path: object) -> None:
+        fuzzer.marker.write_text("ran")
+
+    monkeypatch.setattr(lib_hypernet, "load", runs_payload)
+    with pytest.raises(AssertionError, match="payload executed"):
+        fuzzer.run_one("evil_zip.pt", fuzzer.seeds["evil_zip.pt"])
+    assert not fuzzer.marker.exists()
+
+
+def test_fuzzer_seeds_are_sound(fuzzer: Fuzzer) -> None:
+    """Every seed loads (or, for the payload seeds, is refused as unsafe) before mutation."""
+    for name, data in fuzzer.seeds.items():
+        path = fuzzer.case / ("seed" + (".pt.optim" if name.endswith(".optim") else Path(name).suffix))
+        path.write_bytes(data)
+        if name.endswith(".optim"):
+            assert lib_hypernet.check_torch_file(path) in ("zip", "legacy")
+        elif name.startswith("evil"):
+            with pytest.raises(lib_hypernet.UnsafeFileError):
+                lib_hypernet.load(path)
+        else:
+            assert lib_hypernet.load(path).widths
+    assert not fuzzer.marker.exists()
