@@ -11,6 +11,14 @@ measures, interleaved in one run, for each latent size:
   (as A1111's CFG builds it), so the first call computes the cross-attention result and later
   calls reuse it.
 
+and, on the same UNet with its transformer blocks running Forge 2's / ComfyUI's patch lists
+(``attn1_patch``/``attn2_patch`` set the K and V inputs):
+
+* ``forge``     — ``lib_hypernet.HypernetPatch``'s ``attn1``/``attn2`` patches (what the Forge 2 and reForge
+  adapters install; the same kernels and caches as ``ours``);
+* ``comfy``     — a re-implementation of ComfyUI's ``hypernetwork_patch`` (also ersatzForge's):
+  ``k + mlp_k(k)·m``, ``v + mlp_v(v)·m`` in every layer of every step, nothing cached;
+
 for three stacks: one ``[1,2,1]`` relu hypernetwork (768/320/640/1280), a stack of two, and a
 ``[1,2,2,1]`` one.  All variants use the same attention kernel (SDP), so only the hypernetwork
 cost differs.  A 20-step run is ``first + 19 × steady`` for ours and ``20 × call`` for the
@@ -18,6 +26,7 @@ stateless variants.  It also measures file I/O: load time ``.pt`` (A1111's way a
 ``.safetensors``, and sha256 throughput vs a plain read.
 
     .venv/bin/python benchmarks/bench_apply.py                 # full run (~15 min on 2 cores)
+    .venv/bin/python benchmarks/bench_apply.py --quick         # latent 32, two stacks, 3 rounds (~10 min)
     .venv/bin/python benchmarks/bench_apply.py --tiny          # seconds; smoke test
 """
 
@@ -136,6 +145,78 @@ def a1111_load_stack(stack: Stack) -> None:
             module.multiplier = m
 
 
+# ----------------------------------------------------------------------------- Forge 2 / ComfyUI patch route
+PATCHES: dict[str, list[Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]] = {
+    "attn1_patch": [], "attn2_patch": []}
+
+
+def sdp_value_forward(self: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | None = None,
+                      value: torch.Tensor | None = None, mask=None, **kwargs):
+    """Forge 2's ``CrossAttention.forward`` (``backend/nn/unet.py:145``): K from ``context``, V from ``value``."""
+    context = x if context is None else context
+    return _attention(self, self.to_q(x), self.to_k(context), self.to_v(context if value is None else value))
+
+
+def patched_block_forward(self: torch.nn.Module, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    """Forge 2's / ComfyUI's ``BasicTransformerBlock._forward`` with its attn1/attn2 patch lists."""
+    extra = {"block": ("block", id(self)), "block_index": 0, "n_heads": self.attn1.heads}
+    n = self.norm1(x)
+    context_attn1 = value_attn1 = n
+    for p in PATCHES["attn1_patch"]:
+        n, context_attn1, value_attn1 = p(n, context_attn1, value_attn1, extra)
+    x = self.attn1(n, context=context_attn1, value=value_attn1) + x
+    n = self.norm2(x)
+    context_attn2 = value_attn2 = context
+    for p in PATCHES["attn2_patch"]:
+        n, context_attn2, value_attn2 = p(n, context_attn2, value_attn2, extra)
+    x = self.attn2(n, context=context_attn2, value=value_attn2) + x
+    return self.ff(self.norm3(x)) + x
+
+
+class ComfyHypernetworkPatch:
+    """ComfyUI ``comfy_extras/nodes_hypernetwork.py`` ``hypernetwork_patch`` (eval-mode modules): per call, by
+    ``k.shape[-1]``, ``k + mlp_k(k)·m`` and ``v + mlp_v(v)·m``; one patch per hypernetwork, nothing cached."""
+
+    def __init__(self, hn: lib_hypernet.Hypernetwork, strength: float) -> None:
+        self.layers = {width: (pair[0].linear, pair[1].linear) for width, pair in hn.layers.items()}
+        self.strength = strength
+
+    def __call__(self, q, k, v, extra_options):
+        start = time.perf_counter()
+        layers = self.layers.get(k.shape[-1])
+        if layers is not None:
+            k = k + layers[0](k) * self.strength
+            v = v + layers[1](v) * self.strength
+        HN_SECONDS[0] += time.perf_counter() - start
+        return q, k, v
+
+
+def _timed(patch: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    def call(n, context, value, extra_options):
+        start = time.perf_counter()
+        try:
+            return patch(n, context, value, extra_options)
+        finally:
+            HN_SECONDS[0] += time.perf_counter() - start
+
+    return call
+
+
+@contextlib.contextmanager
+def patch_route(attn1: list, attn2: list) -> Iterator[None]:
+    import ldm.modules.attention as attention
+
+    previous = attention.BasicTransformerBlock._forward
+    PATCHES["attn1_patch"][:], PATCHES["attn2_patch"][:] = attn1, attn2
+    attention.BasicTransformerBlock._forward = patched_block_forward
+    try:
+        with attention_forward(sdp_value_forward):
+            yield
+    finally:
+        attention.BasicTransformerBlock._forward = previous
+        PATCHES["attn1_patch"][:], PATCHES["attn2_patch"][:] = [], []
+
+
 # ----------------------------------------------------------------------------- timing
 @contextlib.contextmanager
 def attention_forward(forward) -> Iterator[None]:
@@ -199,17 +280,39 @@ def bench_unet(unet: torch.nn.Module, stacks: dict[str, Stack], latent: int, con
         with attention_forward(sdp_forward):  # continues the activation of run_ours_first
             return call()
 
+    forge_patch = lib_hypernet.HypernetPatch()
+    forge_lists = ([_timed(forge_patch.attn1)], [_timed(forge_patch.attn2)])
+
+    def run_forge_first(stack: Stack) -> Result:
+        handle.deactivate()
+        forge_patch.activate(stack)  # fresh: the cross-attention cache starts empty
+        with patch_route(*forge_lists):
+            return call()
+
+    def run_forge_steady(stack: Stack) -> Result:
+        with patch_route(*forge_lists):
+            return call()
+
+    def run_comfy(stack: Stack) -> Result:
+        handle.deactivate()
+        comfy = [ComfyHypernetworkPatch(hn, m) for hn, m in stack]
+        with patch_route(list(comfy), list(comfy)):
+            return call()
+
     variants: list[tuple[str, Callable[[], Result]]] = [("unhooked", run_unhooked)]
     for name, stack in stacks.items():
         variants.append((f"a1111/{name}", lambda s=stack: run_a1111(s)))
         variants.append((f"ours-first/{name}", lambda s=stack: run_ours_first(s)))
         variants.append((f"ours-steady/{name}", lambda s=stack: run_ours_steady(s)))
+        variants.append((f"forge-first/{name}", lambda s=stack: run_forge_first(s)))
+        variants.append((f"forge-steady/{name}", lambda s=stack: run_forge_steady(s)))
+        variants.append((f"comfy/{name}", lambda s=stack: run_comfy(s)))
 
     # Warm-up (allocator, compiled weights), then interleaved rounds.
     results: dict[str, list[Result]] = {name: [] for name, _ in variants}
     outputs = {name: fn().out for name, fn in variants}
     for r in range(rounds):
-        for name, fn in variants:  # ours-first must precede ours-steady of the same stack
+        for name, fn in variants:  # *-first must precede *-steady of the same stack
             result = fn()
             results[name].append(result)
             outputs[name] = result.out
@@ -247,7 +350,26 @@ def bench_unet(unet: torch.nn.Module, stacks: dict[str, Stack], latent: int, con
         "*FLOP floor*: the share of A1111's hypernetwork multiply-accumulates that act on self-attention inputs, "
         "which change every layer and step and must be computed; a ratio below it means our kernels also run "
         "faster per FLOP than A1111's.",
+        "",
+        f"Forge 2 / reForge / ComfyUI patch route on the same UNet (blocks run `attn1_patch`/`attn2_patch`), {steps} steps:",
+        "",
+        "| stack | A1111 way / call | ComfyUI patch / call | ours as patch / call (first, later) | **ours patch ÷ A1111** "
+        "| ComfyUI ÷ A1111 | ours patch ÷ ours hooks | max abs diff to A1111: ours patch, ComfyUI |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    for name in stacks:
+        a = hn[f"a1111/{name}"]
+        comfy = hn[f"comfy/{name}"]
+        first, later = hn[f"forge-first/{name}"], hn[f"forge-steady/{name}"]
+        hooks_run = hn[f"ours-first/{name}"] + (steps - 1) * hn[f"ours-steady/{name}"]
+        a_run, forge_run = steps * a, first + (steps - 1) * later
+        reference = outputs[f"a1111/{name}"]
+        d_forge = (outputs[f"forge-steady/{name}"] - reference).abs().max().item()
+        d_comfy = (outputs[f"comfy/{name}"] - reference).abs().max().item()
+        lines.append(
+            f"| {name} | {a * 1000:.0f} ms | {comfy * 1000:.0f} ms | {first * 1000:.0f} ms, {later * 1000:.0f} ms "
+            f"| **{forge_run / a_run:.2f}×** | {comfy / a:.2f}× | {forge_run / hooks_run:.2f}× | {d_forge:.1e}, {d_comfy:.1e} |"
+        )
     return lines
 
 
@@ -321,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, nargs="+", default=[5, 3],
                         help="rounds per latent size (the last value repeats)")
     parser.add_argument("--tiny", action="store_true", help="small UNet and sizes: a smoke test in seconds")
+    parser.add_argument("--quick", action="store_true",
+                        help="the SD1.5 UNet, latent 32 only, two stacks, 3 rounds, no I/O (about 10 minutes on 2 cores)")
     parser.add_argument("--skip-io", action="store_true")
     args = parser.parse_args(argv)
 
@@ -332,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     context_dim = 64 if args.tiny else 768
     stacks = make_stacks(widths)
     latents = [8] if args.tiny else args.latents
+    if args.quick:
+        stacks = {name: stack for name, stack in stacks.items() if name != "[1,2,2,1]"}
+        latents, args.rounds, args.skip_io = [32], [3], True
     for i, latent in enumerate(latents):
         rounds = args.rounds[min(i, len(args.rounds) - 1)]
         print("\n".join(["", *bench_unet(unet, stacks, latent, context_dim, args.steps, rounds)]), flush=True)

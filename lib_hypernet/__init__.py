@@ -9,6 +9,8 @@ Imports only torch, safetensors and the standard library (never the webui or gra
     >>> handle = lib_hypernet.install(unet)          # hooks nothing yet
     >>> handle.activate([(hn, 0.8)])                 # every attention layer's K/V input, from now on
     >>> handle.remove()                              # the UNet is exactly as before
+    >>> patch = lib_hypernet.HypernetPatch()         # Forge 2 / reForge / ComfyUI: attention patches instead
+    >>> patch.activate([(hn, 0.8)]); unet_patcher.set_model_attn1_patch(patch.attn1)
 
 The names below are imported on first use (PEP 562), so ``import lib_hypernet`` itself
 is instant and torch is loaded only when something needs it; that lets
@@ -41,6 +43,7 @@ _LAZY: dict[str, str] = {
     "DescriptionCache": ".description_cache",
     "EntryReport": ".engine",
     "HypernetHandle": ".engine",
+    "HypernetPatch": ".engine",
     "install": ".engine",
     "ActivationError": ".errors",
     "HypernetError": ".errors",
@@ -86,7 +89,7 @@ if TYPE_CHECKING:
     from .convert import Conversion, convert_file
     from .description import FileDescription, ModelFacts, describe_file, sd_version_of_widths
     from .description_cache import DescriptionCache
-    from .engine import EntryReport, HypernetHandle, install
+    from .engine import EntryReport, HypernetHandle, HypernetPatch, install
     from .errors import (
         ActivationError,
         HypernetError,
@@ -144,6 +147,7 @@ __all__ = [
     "HypernetHandle",
     "HypernetLibrary",
     "HypernetNotFoundError",
+    "HypernetPatch",
     "HypernetRequest",
     "Hypernetwork",
     "ModelFacts",

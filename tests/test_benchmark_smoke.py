@@ -27,4 +27,7 @@ def test_bench_apply_tiny_runs(capsys: pytest.CaptureFixture[str], monkeypatch: 
         assert float(ratio) > 0 and 0 < float(floor) <= 1
         diff = float(row.rstrip(" |").rsplit("|", 1)[1])
         assert diff < 1e-4  # ours equals A1111's formula
+    forge_rows = [line for line in out.splitlines() if line.startswith("| one [1,2,1] |")][1:]
+    assert forge_rows, "the Forge 2 / ComfyUI patch-route table is missing"
+    assert all(float(d) < 1e-4 for d in forge_rows[0].rstrip(" |").rsplit("|", 1)[1].split(","))
     assert "lib_hypernet.load(.safetensors)" in out and "sha256" in out

@@ -351,7 +351,13 @@ def test_load_optimizer_state_never_raises(tmp_path: Path) -> None:
 
 def test_too_many_widths(tmp_path: Path) -> None:
     path = tmp_path / "wide.pt"
-    lib_hypernet.create("wide", sizes=list(range(1, 66)), seed=0).save(path)
+    wide = lib_hypernet.create("wide", sizes=list(range(1, 66)), seed=0)
+    with pytest.raises(lib_hypernet.HypernetFormatError, match="65 layer widths"):
+        wide.save(path)  # save() refuses what load() would refuse
+    assert not path.exists()
+    from lib_hypernet.formats import write_raw
+
+    write_raw(path, wide.state_dict())  # as another tool would write it
     _load_error(path, "65 layer widths")
     ok = tmp_path / "ok.pt"
     lib_hypernet.create("ok", sizes=list(range(1, 65)), seed=0).save(ok)

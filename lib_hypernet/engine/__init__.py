@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from .handle import HypernetHandle, install
 from .kernels import CompiledPair, fusable
+from .patch import AttentionPatch, HypernetPatch
 from .report import EntryReport
 from .sites import find_attention_sites
 
-__all__ = ["CompiledPair", "EntryReport", "HypernetHandle", "find_attention_sites", "fusable", "install"]
+__all__ = [
+    "AttentionPatch",
+    "CompiledPair",
+    "EntryReport",
+    "HypernetHandle",
+    "HypernetPatch",
+    "find_attention_sites",
+    "fusable",
+    "install",
+]

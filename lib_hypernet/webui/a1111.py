@@ -85,13 +85,16 @@ def _add_routes(app: Any, extension: HypernetExtension) -> None:
     routes.add_routes(app, extension)
 
 
-def register() -> HypernetExtension:
-    """Register settings and callbacks for this script load; returns the new state."""
+def register(extension: HypernetExtension | None = None) -> HypernetExtension:
+    """Register settings and callbacks for this script load; returns the new state.
+
+    The other hosts' adapters call this too, with their own ``extension`` (Forge 2) or none (reForge), so
+    everything registered here exists on every host."""
     global EXTENSION
     settings.register_settings()
     accordion.register_settings()
     cards.register_settings()
-    extension = EXTENSION = HypernetExtension()
+    extension = EXTENSION = extension if extension is not None else HypernetExtension()
 
     def on_before_ui() -> None:
         extra_networks.register_extra_network(ExtraNetworkHypernet(extension))

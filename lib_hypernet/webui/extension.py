@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from typing import Any
+from typing import Any, Union
 
 import torch
 from modules import shared
@@ -26,6 +26,9 @@ from lib_hypernet.ui.report import GenerationReport
 from . import settings
 
 log = logging.getLogger(__name__)
+
+Handle = Union[lib_hypernet.HypernetHandle, lib_hypernet.HypernetPatch]
+"""What applies the stack: hooks on the UNet (A1111, reForge) or the attention patches (Forge 2)."""
 
 
 def unet_of(sd_model: Any) -> torch.nn.Module | None:
@@ -65,7 +68,7 @@ class HypernetExtension:
         self.library = HypernetLibrary(None, hash_cache=lib_hypernet.HashCache.load(settings.hash_cache_path()),
                                        description_cache=DescriptionCache.load(settings.description_cache_path()))
         self.service = HypernetService(self.library)
-        self.handle: lib_hypernet.HypernetHandle | None = None
+        self.handle: Handle | None = None
         self._model_ref: weakref.ref[Any] | None = None
         self.prepared: Prepared | None = None  # what the current activation applies
         self.facts = FileFacts(self.library, on_computed=self.save_hashes)  # hashes/SD versions for the UI
@@ -114,7 +117,7 @@ class HypernetExtension:
         self.handle = handle
         self._model_ref = weakref.ref(sd_model)
 
-    def current_handle(self) -> lib_hypernet.HypernetHandle | None:
+    def current_handle(self) -> Handle | None:
         sd_model = shared.sd_model
         if sd_model is not None and (self._model_ref is None or self._model_ref() is not sd_model or self.handle is None):
             self.attach(sd_model)
@@ -141,9 +144,7 @@ class HypernetExtension:
                 prepared.messages.append("Hypernetworks not applied: no model is loaded")
             self.prepared = None
         else:
-            handle.compute_dtype = settings.compute_dtype()
-            handle.activate(prepared.stack)
-            self.prepared = prepared
+            self.use(p, handle, prepared)
             if self._report_for is not None:
                 self.report.add_applied(prepared.names)
         if prepared.hashes and isinstance(getattr(p, "extra_generation_params", None), dict):
@@ -153,6 +154,12 @@ class HypernetExtension:
             p.extra_generation_params[infotext.KEY] = infotext.format_hashes(seen.items())
         self.say(p, prepared.messages)
         self.save_hashes()
+
+    def use(self, p: Any, handle: Handle, prepared: Prepared) -> None:
+        """Make ``prepared`` what applies (A1111: at once; Forge 2 overrides this to record it on ``p``)."""
+        handle.compute_dtype = settings.compute_dtype()
+        handle.activate(prepared.stack)
+        self.prepared = prepared
 
     def _add_setting_hypernetwork(self, p: Any, tags: list[list[Any]], default: float) -> None:
         """The built-in "Add hypernetwork to prompt" setting (``sd_hypernetwork``)."""
