@@ -16,6 +16,8 @@ OPTION_KEYS = (
     "hypernet_infotext_hashes",
     "hypernet_warnings",
     "hypernet_precision",
+    "hypernet_panel_rows",  # the panel beside the prompt (lib_hypernet/webui/accordion.py)
+    "hypernet_cards_show_all",  # the cards page (lib_hypernet/webui/cards.py)
 )
 
 

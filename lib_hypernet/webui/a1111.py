@@ -12,7 +12,7 @@ from typing import Any
 
 from modules import extra_networks, script_callbacks, scripts
 
-from . import settings, tab
+from . import accordion, cards, settings, tab, xyz
 from .extension import HypernetExtension
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,20 @@ class ExtraNetworkHypernet(extra_networks.ExtraNetwork):
 
 
 class HypernetScript(scripts.Script):
-    """Always-on: makes sure nothing stays applied after a generation."""
+    """Always-on: the panel beside the prompt (it only edits tags), and nothing stays applied after a generation."""
+
+    section = "accordions"  # beside Hires fix and Refiner
+    create_group = False
+
+    def __init__(self) -> None:
+        # on_after_component callbacks must exist before initialize_scripts collects them (right after show())
+        self.panel = accordion.PromptPanel(self, current)
 
     def title(self) -> str:
         return "Hypernetworks"
+
+    def ui(self, is_img2img: bool) -> list[Any]:
+        return self.panel.ui(is_img2img)
 
     def show(self, is_img2img: bool) -> Any:
         return scripts.AlwaysVisible
@@ -82,6 +92,8 @@ def register(extension: HypernetExtension | None = None) -> HypernetExtension:
     everything registered here exists on every host."""
     global EXTENSION
     settings.register_settings()
+    accordion.register_settings()
+    cards.register_settings()
     extension = EXTENSION = extension if extension is not None else HypernetExtension()
 
     def on_before_ui() -> None:
@@ -89,6 +101,8 @@ def register(extension: HypernetExtension | None = None) -> HypernetExtension:
         extension.refresh()
 
     script_callbacks.on_before_ui(on_before_ui)
+    script_callbacks.on_before_ui(lambda: cards.replace_builtin_page(extension))  # the "Hypernetworks" cards
+    script_callbacks.on_before_ui(xyz.register_axes)  # before xyz_grid's ui() snapshots its axis list
     script_callbacks.on_model_loaded(extension.attach)
     script_callbacks.on_cfg_denoiser(extension.on_step)
     script_callbacks.on_infotext_pasted(lambda text, params: extension.restore_pasted(params))

@@ -20,6 +20,8 @@ from lib_hypernet.description import ModelFacts
 from lib_hypernet.description_cache import DescriptionCache
 from lib_hypernet.library import HypernetLibrary
 from lib_hypernet.service import CONTEXT_WIDTHS, HypernetService, Prepared
+from lib_hypernet.ui.file_facts import FileFacts
+from lib_hypernet.ui.report import GenerationReport
 
 from . import settings
 
@@ -69,6 +71,9 @@ class HypernetExtension:
         self.handle: Handle | None = None
         self._model_ref: weakref.ref[Any] | None = None
         self.prepared: Prepared | None = None  # what the current activation applies
+        self.facts = FileFacts(self.library, on_computed=self.save_hashes)  # hashes/SD versions for the UI
+        self.report = GenerationReport()  # what the last generation did (the panel beside the prompt shows it)
+        self._report_for: Any = None
 
     # -------------------------------------------------------------- files
     def refresh(self) -> None:
@@ -121,6 +126,7 @@ class HypernetExtension:
     # -------------------------------------------------------------- generation
     def activate(self, p: Any, params_list: list[Any]) -> None:
         self.flush_report(p)
+        self._start_report(p)
         self.ensure_refreshed()
         self.library.set_memory_limit(int(settings.opt("hypernet_memory_limit", 3)))
         default = settings.default_strength()
@@ -139,6 +145,8 @@ class HypernetExtension:
             self.prepared = None
         else:
             self.use(p, handle, prepared)
+            if self._report_for is not None:
+                self.report.add_applied(prepared.names)
         if prepared.hashes and isinstance(getattr(p, "extra_generation_params", None), dict):
             seen = getattr(p, "hypernet_hashes", None) or {}
             seen.update({name: value for name, value in prepared.hashes if name not in seen})
@@ -180,7 +188,21 @@ class HypernetExtension:
             self.handle.deactivate()
         self.prepared = None
 
+    def _start_report(self, p: Any) -> None:
+        """A new generation (not the model-load dummy p, not the next batch of the same one) starts a new report."""
+        if getattr(p, "all_prompts", None) is None:
+            return
+        current = self._report_for() if self._report_for is not None else None
+        if current is not p:
+            self.report = GenerationReport()
+            try:
+                self._report_for = weakref.ref(p)
+            except TypeError:
+                self._report_for = None
+
     def say(self, p: Any, messages: list[str]) -> None:
+        if self._report_for is not None and self._report_for() is p:
+            self.report.add_messages(messages)
         for message in messages:
             log.warning("hypernetworks: %s", message)
             if settings.opt("hypernet_warnings", True) and hasattr(p, "comment"):
@@ -196,6 +218,7 @@ class HypernetExtension:
         self.save_hashes()
 
     def unload(self) -> None:
+        self.facts.stop()
         if self.handle is not None:
             self.handle.remove()
         self.handle = None

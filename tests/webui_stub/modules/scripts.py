@@ -2,8 +2,10 @@
 and ``load_scripts`` executing ``<extension>/scripts/*.py`` the way A1111 does (callbacks cleared first; while a
 file runs, ``sys.path = [extension_dir] + sys.path`` and ``basedir()`` is the extension dir; both restored).
 
-Not emulated: the webui's own ``scripts/`` and ``modules/processing_scripts``, metadata.ini ordering, gradio UI
-(``ui()`` is never called; the harness lays out ``script_args`` itself), postprocessing scripts.
+Not emulated: ``modules/processing_scripts``, metadata.ini ordering, postprocessing scripts.  The webui's own
+``scripts/`` are loaded only when listed in ``builtin_script_files`` (the harness puts the X/Y/Z stand-in there).
+``ui()`` is called only when a test builds the UI (``webui_ui.build``: ``prepare_ui``, ``setup_ui_for_section``,
+component callbacks as in A1111); otherwise the harness lays out ``script_args`` itself.
 """
 from __future__ import annotations
 
@@ -15,6 +17,13 @@ from collections import namedtuple
 from modules import errors, paths, script_callbacks, script_loading
 
 AlwaysVisible = object()
+
+
+class OnComponent:
+    """What ``on_before_component`` / ``on_after_component`` callbacks receive."""
+
+    def __init__(self, component):
+        self.component = component
 
 
 class MaskBlendArgs:
@@ -159,6 +168,8 @@ def basedir() -> str:
 ScriptFile = namedtuple("ScriptFile", ["basedir", "filename", "path"])
 ScriptClassData = namedtuple("ScriptClassData", ["script_class", "path", "basedir", "module"])
 scripts_data: list[ScriptClassData] = []
+builtin_script_files: list[str] = []
+"""The webui's own ``scripts/*.py`` to load before the extensions' (stand-in files, e.g. ``xyz_grid.py``)."""
 postprocessing_scripts_data: list = []
 extension_dirs: list[str] = []
 """The extension directories given to the last ``load_scripts`` call (reused when called without arguments)."""
@@ -192,7 +203,8 @@ def load_scripts(extension_dirs_: list[str] | None = None) -> None:
     script_callbacks.clear_callbacks()
 
     syspath = sys.path
-    for scriptfile in list_scripts("scripts", ".py"):
+    builtin = [ScriptFile(paths.script_path, os.path.basename(f), f) for f in builtin_script_files]
+    for scriptfile in builtin + list_scripts("scripts", ".py"):
         try:
             if scriptfile.basedir != paths.script_path:
                 sys.path = [scriptfile.basedir, *sys.path]
@@ -222,6 +234,8 @@ class ScriptRunner:
         self.infotext_fields: list = []
         self.paste_field_names: list = []
         self.inputs: list = [None]
+        self.on_before_component_elem_id: dict = {}
+        self.on_after_component_elem_id: dict = {}
 
     def initialize_scripts(self, is_img2img: bool) -> None:
         """Instantiate every collected Script class; AlwaysVisible ones go to ``alwayson_scripts``."""
@@ -246,7 +260,83 @@ class ScriptRunner:
             elif visibility:
                 self.scripts.append(script)
                 self.selectable_scripts.append(script)
+        self.apply_on_before_component_callbacks()
         self.layout_args({})
+
+    def apply_on_before_component_callbacks(self) -> None:
+        """Collect the scripts' ``on_before/after_component`` registrations by elem_id (then clear them)."""
+        for script in self.scripts:
+            on_before = script.on_before_component_elem_id or []
+            on_after = script.on_after_component_elem_id or []
+            for elem_id, callback in on_before:
+                self.on_before_component_elem_id.setdefault(elem_id, []).append((callback, script))
+            for elem_id, callback in on_after:
+                self.on_after_component_elem_id.setdefault(elem_id, []).append((callback, script))
+            on_before.clear()
+            on_after.clear()
+
+    def before_component(self, component, **kwargs) -> None:
+        for callback, script in self.on_before_component_elem_id.get(kwargs.get("elem_id"), []):
+            try:
+                callback(OnComponent(component=component))
+            except Exception:
+                errors.report(f"Error running on_before_component: {script.filename}", exc_info=True)
+        for script in self.ordered_scripts("before_component"):
+            try:
+                script.before_component(component, **kwargs)
+            except Exception:
+                errors.report(f"Error running before_component: {script.filename}", exc_info=True)
+
+    def after_component(self, component, **kwargs) -> None:
+        for callback, script in self.on_after_component_elem_id.get(component.elem_id, []):
+            try:
+                callback(OnComponent(component=component))
+            except Exception:
+                errors.report(f"Error running on_after_component: {script.filename}", exc_info=True)
+        for script in self.ordered_scripts("after_component"):
+            try:
+                script.after_component(component, **kwargs)
+            except Exception:
+                errors.report(f"Error running after_component: {script.filename}", exc_info=True)
+
+    # ---- the UI build (A1111: create_script_ui, setup_ui_for_section, prepare_ui; gradio is imported lazily)
+    def prepare_ui(self) -> None:
+        self.inputs = [None]
+
+    def create_script_ui(self, script) -> None:
+        script.args_from = len(self.inputs)
+        script.args_to = len(self.inputs)
+        try:
+            controls = script.ui(script.is_img2img)
+            script.controls = controls
+            if controls is None:
+                return
+            script.name = script.title().lower()
+            for control in controls:
+                control.custom_script_source = os.path.basename(script.filename)
+            if script.infotext_fields is not None:
+                self.infotext_fields += script.infotext_fields
+            if script.paste_field_names is not None:
+                self.paste_field_names += script.paste_field_names
+            self.inputs += controls
+            script.args_to = len(self.inputs)
+        except Exception:
+            errors.report(f"Error creating UI for {script.name}: ", exc_info=True)
+
+    def setup_ui_for_section(self, section, scriptlist=None) -> None:
+        import gradio as gr
+
+        if scriptlist is None:
+            scriptlist = self.alwayson_scripts
+        for script in scriptlist:
+            if script.alwayson and script.section != section:
+                continue
+            if script.create_group:
+                with gr.Group(visible=script.alwayson) as group:
+                    self.create_script_ui(script)
+                script.group = group
+            else:
+                self.create_script_ui(script)
 
     def layout_args(self, values: dict[str, list]) -> list:
         """Stand-in for the UI: give every script ``args_from/args_to`` into ``[selected_index, *args...]``;
@@ -343,6 +433,7 @@ def reset() -> None:
     global scripts_txt2img, scripts_img2img, scripts_current, current_basedir
     scripts_data.clear()
     extension_dirs.clear()
+    builtin_script_files.clear()
     scripts_txt2img = ScriptRunner()
     scripts_img2img = ScriptRunner()
     scripts_current = None

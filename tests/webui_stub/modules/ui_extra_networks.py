@@ -3,6 +3,8 @@
 they make into a page (``list_items``, ``create_item(name, enable_filter=False)``, ``read_user_metadata``)."""
 from __future__ import annotations
 
+import html
+import json
 import os
 import urllib.parse
 from pathlib import Path
@@ -52,8 +54,24 @@ def get_single_card(page: str = "", tabname: str = "", name: str = "") -> dict |
     found = get_page(page)
     item = found.create_item(name, enable_filter=False)
     if item is not None:
+        found.items[name] = item
         found.read_user_metadata(item)
     return item
+
+
+def get_metadata(page: str = "", item: str = "") -> dict:
+    """The ``/sd_extra_networks/metadata`` route's JSON body (``json.dumps`` of the page's metadata of ``item``)."""
+    found = next(iter([x for x in extra_pages if x.name == page]), None)
+    if found is None or found.metadata.get(item) is None:
+        return {}
+    metadata = {k: v for k, v in found.metadata[item].items() if k != "ssmd_cover_images"}
+    return {"metadata": json.dumps(metadata, indent=4, ensure_ascii=False)}
+
+
+CARD_TEMPLATE = ('<div class="card" style="{style}" onclick="{card_clicked}" data-name="{name}" {sort_keys}>'
+                 '{background_image}<div class="button-row">{metadata_button}</div><div class="actions">'
+                 '<div class="additional">{search_terms}</div><span class="name">{name}</span>'
+                 '<span class="description">{description}</span></div></div>')
 
 
 class ExtraNetworksPage:
@@ -89,7 +107,7 @@ class ExtraNetworksPage:
         return ""
 
     def create_html(self, tabname: str, *, empty: bool = False) -> str:
-        """Populate ``items``/``metadata`` like A1111 and return a trivial listing (no templates)."""
+        """Populate ``items``/``metadata`` like A1111 and return the cards (A1111's card template, fewer buttons)."""
         self.metadata = {}
         items_list = [] if empty else self.list_items()
         self.items = {x["name"]: x for x in items_list}
@@ -98,7 +116,26 @@ class ExtraNetworksPage:
                 self.metadata[item["name"]] = item["metadata"]
             if "user_metadata" not in item:
                 self.read_user_metadata(item)
-        return "".join(f"<div class='card' data-name='{name}'></div>" for name in self.items)
+        return "".join(self.create_item_html(tabname, item) for item in self.items.values())
+
+    def create_item_html(self, tabname: str, item: dict) -> str:
+        """A1111's ``create_item_html`` with its template: ``item["onclick"]`` is used as it is (not escaped);
+        without it ``cardClicked(...)`` is built from ``item["prompt"]`` and escaped; search terms are raw HTML."""
+        preview = item.get("preview")
+        background_image = f'<img src="{html.escape(preview)}" class="preview" loading="lazy">' if preview else ""
+        onclick = item.get("onclick")
+        if onclick is None:
+            negative = item.get("negative_prompt", "''")
+            onclick = html.escape(f"cardClicked('{tabname}', {item['prompt']}, {negative}, "
+                                  f"{str(self.allow_negative_prompt).lower()});")
+        sort_keys = " ".join(f'data-sort-{k}="{html.escape(str(v))}"' for k, v in item.get("sort_keys", {}).items()).strip()
+        search_terms = "".join(f"<span class='hidden search_terms'>{t}</span>" for t in item.get("search_terms", []))
+        return CARD_TEMPLATE.format(
+            style="", card_clicked=onclick, name=html.escape(item["name"]), sort_keys=sort_keys,
+            background_image=background_image, search_terms=search_terms,
+            metadata_button="<div class='metadata-button card-button'></div>" if item.get("metadata") else "",
+            description=html.escape(item.get("description", "") or ""),
+        )
 
     def create_item(self, name: str, index=None):
         raise NotImplementedError()

@@ -1,0 +1,85 @@
+// The tag grammar of javascript/hypernet.js against the case table lib_hypernet/prompt_tags.py passes too.
+// Run: node --test tests/js/   (tests/test_prompt_tags.py runs this as part of pytest)
+"use strict";
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const path = require("node:path");
+const fs = require("node:fs");
+
+const sdHypernet = require(path.join(__dirname, "..", "..", "javascript", "hypernet.js"));
+const cases = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "fixtures", "tag_cases.json"), "utf8"));
+
+function plain(tag) {
+    const {start, end, name, strength, self, cross, step_start, step_stop, valid} = tag;
+    return {start, end, name, strength, self, cross, step_start, step_stop, valid};
+}
+
+test("the namespace is the only global", () => {
+    assert.equal(typeof globalThis.sdHypernet, "object");
+    assert.equal(globalThis.sdHypernet, sdHypernet);
+});
+
+for (const c of cases.find) {
+    test(`findTags ${JSON.stringify(c.prompt)}`, () => {
+        assert.deepEqual(sdHypernet.findTags(c.prompt).map(plain), c.tags);
+    });
+}
+
+for (const c of cases.edit) {
+    test(`${c.op} ${JSON.stringify(c.prompt)} ${JSON.stringify(c.key || c.name || "")}`, () => {
+        let got;
+        switch (c.op) {
+        case "set": got = sdHypernet.setArgument(c.prompt, c.index, c.key, c.value); break;
+        case "rename": got = sdHypernet.renameTag(c.prompt, c.index, c.name); break;
+        case "remove": got = sdHypernet.removeTag(c.prompt, c.index); break;
+        case "remove_named": got = sdHypernet.removeTagsNamed(c.prompt, c.name); break;
+        case "add": got = sdHypernet.addTag(c.prompt, c.name, c.strength); break;
+        case "toggle": got = sdHypernet.toggleTag(c.prompt, c.name, c.strength); break;
+        default: assert.fail(`unknown op ${c.op}`);
+        }
+        assert.equal(got, c.expect);
+    });
+}
+
+test("formatNumber", () => {
+    for (const [value, text] of cases.format_number) assert.equal(sdHypernet.formatNumber(value), text, String(value));
+});
+
+test("an index past the last tag is an error, a name with ':' or '>' cannot be written", () => {
+    assert.throws(() => sdHypernet.removeTag("<hypernet:x:1>", 1), RangeError);
+    assert.throws(() => sdHypernet.addTag("", "a:b", 1));
+    assert.throws(() => sdHypernet.renameTag("<hypernet:x:1>", 0, "a>b"));
+});
+
+const config = JSON.stringify({rows: 2, default: 1, labels: {anime: "anime [0123456789 · SD1]", "my style": "my style [abcdef0123 · SDXL]"},
+    aliases: {"sub/anime": "anime"}});
+
+test("panelValues: tags in order into the rows, unknown files and extra tags are reported", () => {
+    const v = sdHypernet.panelValues("a <hypernet:anime:0.8:self=0.5:stop=0.6> <hypernet:gone> <hypernet:my style:1>", config);
+    assert.deepEqual(v.slice(0, 12), ["anime [0123456789 · SD1]", 0.8, 0.5, 0.8, 0, 0.6, "gone", 1, 1, 1, 0, 1]);
+    assert.match(v[12], /gone: not in the hypernetwork folder/);
+    assert.match(v[12], /3 hypernet tags; the panel shows the first 2/);
+    const alias = sdHypernet.panelValues("<hypernet:sub/anime:0.5>", config);
+    assert.equal(alias[0], "anime [0123456789 · SD1]");
+    assert.equal(alias[12], "", "a tag naming a file by its relative path is a known file");
+    const empty = sdHypernet.panelValues("a cat", config);
+    assert.deepEqual(empty, ["None", 1, 1, 1, 0, 1, "None", 1, 1, 1, 0, 1, ""]);
+});
+
+test("panelChoose: add, rename, remove; panelSet: one argument of that row's tag", () => {
+    let p = sdHypernet.panelChoose(0, "a cat", config, "anime [0123456789 · SD1]", 0.8);
+    assert.equal(p, "a cat <hypernet:anime:0.8>");
+    p = sdHypernet.panelChoose(1, p, config, "my style [abcdef0123 · SDXL]", 1);
+    assert.equal(p, "a cat <hypernet:anime:0.8> <hypernet:my style:1>");
+    p = sdHypernet.panelSet(1, "strength", p, config, 0.30000000000000004);
+    assert.equal(p, "a cat <hypernet:anime:0.8> <hypernet:my style:0.3>");
+    p = sdHypernet.panelSet(0, "self", p, config, 0.8);
+    assert.equal(p, "a cat <hypernet:anime:0.8> <hypernet:my style:0.3>");
+    p = sdHypernet.panelSet(0, "cross", p, config, 0.2);
+    assert.equal(p, "a cat <hypernet:anime:0.8:cross=0.2> <hypernet:my style:0.3>");
+    p = sdHypernet.panelChoose(0, p, config, "my style [abcdef0123 · SDXL]", 0.8);
+    assert.equal(p, "a cat <hypernet:my style:0.8:cross=0.2> <hypernet:my style:0.3>");
+    p = sdHypernet.panelChoose(0, p, config, "None", 1);
+    assert.equal(p, "a cat <hypernet:my style:0.3>");
+    assert.equal(sdHypernet.panelSet(1, "strength", p, config, 2), p, "a row without a tag changes nothing");
+});

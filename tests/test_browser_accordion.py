@@ -1,0 +1,194 @@
+"""The panel beside the prompt in a real headless Chromium (Debian's, driven by Playwright).
+
+The page is the stand-in webui's txt2img/img2img UI (``tests/webui_stub/webui_ui.py``) built with gradio
+3.41.2 in-process on 127.0.0.1, plus the webui's JS helpers ``gradioApp``/``updateInput``/``onUiLoaded``
+(their behaviour copied from A1111 1.10.1's script.js and ui.js into :data:`WEBUI_HELPERS`), our
+``javascript/hypernet.js`` and ``style.css``.  Every wait is a ``wait_for_function`` (no fixed sleeps).
+Saves a screenshot of the open panel (``tmp_path``; also into ``$HYPERNET_SCREENSHOT_DIR``, e.g. docs/).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import webui_util as wu  # puts the stand-in (tests/webui_stub) on sys.path
+
+webui = importlib.import_module("webui")
+webui_ui = importlib.import_module("webui_ui")
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+TIMEOUT_MS = 60_000  # a busy 2-core machine: updates can take seconds
+FILES = (("anime", {"seed": 1}), ("style (v2)", {"seed": 2}), ("sub/detail", {"seed": 3}))
+
+# What A1111's script.js / ui.js define for extensions (same behaviour, a few lines each).
+WEBUI_HELPERS = """
+function gradioApp() {
+    const elems = document.getElementsByTagName('gradio-app');
+    const elem = elems.length == 0 ? document : elems[0];
+    if (elem !== document) { elem.getElementById = function(id) { return document.getElementById(id); }; }
+    return elem.shadowRoot ? elem.shadowRoot : elem;
+}
+var uiLoadedCallbacks = [];
+function onUiLoaded(callback) { uiLoadedCallbacks.push(callback); }
+function executeCallbacks(queue, arg) {
+    for (const callback of queue) {
+        try { callback(arg); } catch (e) { console.error("error running callback", callback, ":", e); }
+    }
+}
+var executedOnLoaded = false;
+document.addEventListener("DOMContentLoaded", function() {
+    var mutationObserver = new MutationObserver(function(m) {
+        if (!executedOnLoaded && gradioApp().querySelector('#txt2img_prompt')) {
+            executedOnLoaded = true;
+            executeCallbacks(uiLoadedCallbacks);
+        }
+    });
+    mutationObserver.observe(gradioApp(), {childList: true, subtree: true});
+});
+function updateInput(target) {
+    let e = new Event("input", {bubbles: true});
+    Object.defineProperty(e, "target", {value: target});
+    target.dispatchEvent(e);
+}
+function inputAccordionChecked(id, checked) {}
+var opts = {extra_networks_default_multiplier: 1};
+"""
+
+
+@pytest.fixture
+def webui_page(tmp_path: Path):
+    webui.reset(tmp_path)
+    try:
+        for name, kwargs in FILES:
+            folder, _, stem = name.rpartition("/")
+            wu.write_hn(stem, subdir=folder, **kwargs)
+        wu.start()
+        extension = wu.extension()
+        extension.facts.stop()
+        extension.facts.compute_missing(background=False)  # labels with short hash and SD version
+        demo = webui_ui.build(extra_networks=False)
+        _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, show_api=False)
+        try:
+            yield url
+        finally:
+            demo.close()
+    finally:
+        webui.unload()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), "install Debian's chromium: tools/setup-browser.sh"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.add_init_script(WEBUI_HELPERS + "\n" + (ROOT / "javascript" / "hypernet.js").read_text(encoding="utf-8"))
+            yield page
+        finally:
+            browser.close()
+
+
+P = "#txt2img_sd_hypernet"
+
+
+def _prompt(page) -> str:
+    return page.evaluate("() => document.querySelector('#txt2img_prompt textarea').value")
+
+
+def _wait_prompt(page, text: str) -> None:
+    page.wait_for_function("(t) => document.querySelector('#txt2img_prompt textarea').value === t", arg=text,
+                           timeout=TIMEOUT_MS)
+
+
+def _wait_value(page, selector: str, value: str) -> None:
+    page.wait_for_function("([s, v]) => { const e = document.querySelector(s); return !!e && e.value === v; }",
+                           arg=[selector, value], timeout=TIMEOUT_MS)
+
+
+def _wait_text(page, selector: str, text: str) -> None:
+    page.wait_for_function("([s, t]) => { const e = document.querySelector(s); return !!e && e.innerText.includes(t); }",
+                           arg=[selector, text], timeout=TIMEOUT_MS)
+
+
+def _name(i: int) -> str:
+    return f"{P}_name_{i} input"
+
+
+def _number(key: str, i: int) -> str:
+    return f"{P}_{key}_{i} input[type=number]"
+
+
+def _choose(page, i: int, label: str) -> None:
+    page.click(_name(i))
+    page.locator(f"{P}_name_{i} ul li", has_text=label).first.click()
+
+
+def test_prompt_and_rows_stay_in_sync_in_chromium(webui_page, page, tmp_path: Path) -> None:
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    page.goto(webui_page)
+    page.wait_for_function("() => !!window.sdHypernet && !!document.querySelector('#txt2img_sd_hypernet_rows')")
+    page.add_style_tag(path=str(ROOT / "style.css"))
+    extension = wu.extension()
+    labels = json.loads(page.evaluate(f"() => document.querySelector('{P}_config textarea').value"))["labels"]
+    anime, style = labels["anime"], labels["style (v2)"]
+    assert anime.startswith("anime [") and anime.endswith(" · SD1]")
+    assert extension.library.hash_cache.get(extension.library.files["anime"].path)[:10] in anime
+
+    page.click("#txt2img_script_hypernetworks_panel .label-wrap")  # open the accordion (collapsed by default)
+    page.wait_for_function(f"() => document.querySelector('{_name(0)}').offsetParent !== null")
+
+    # prompt → rows: typing shows the tags in order; an unknown file and more tags than rows are flagged
+    page.fill("#txt2img_prompt textarea", "a cat <hypernet:anime:0.8:self=0.5> <hypernet:gone:1.2> <hypernet:style (v2)>"
+              " <hypernet:sub/detail:0.3>")
+    _wait_value(page, _name(0), anime)
+    _wait_value(page, _number("strength", 0), "0.8")
+    _wait_value(page, _number("self", 0), "0.5")
+    _wait_value(page, _number("cross", 0), "0.8")
+    _wait_value(page, _name(1), "gone")
+    _wait_value(page, _number("strength", 1), "1.2")
+    _wait_value(page, _name(2), style)
+    _wait_text(page, f"{P}_status", "gone: not in the hypernetwork folder")
+    _wait_text(page, f"{P}_status", "the panel shows the first 3")
+    page.wait_for_function(f"() => document.querySelector('{P}_row_1').classList.contains('sd-hypernet-row-missing')")
+
+    # slider → prompt: only that tag's number changes
+    page.fill(_number("strength", 2), "-0.35")
+    _wait_prompt(page, "a cat <hypernet:anime:0.8:self=0.5> <hypernet:gone:1.2> <hypernet:style (v2):-0.35>"
+                 " <hypernet:sub/detail:0.3>")
+    page.click(f"{P}_advanced_0 .label-wrap")  # the advanced sliders of row 1
+    page.wait_for_function(f"() => document.querySelector('{_number('self', 0)}').offsetParent !== null")
+    page.fill(_number("self", 0), "0.8")  # back to the strength: the argument disappears
+    _wait_prompt(page, "a cat <hypernet:anime:0.8> <hypernet:gone:1.2> <hypernet:style (v2):-0.35> <hypernet:sub/detail:0.3>")
+
+    # clear a row → its tag is removed; choose a file → that tag is renamed / a tag is added
+    _choose(page, 1, "None")
+    _wait_prompt(page, "a cat <hypernet:anime:0.8> <hypernet:style (v2):-0.35> <hypernet:sub/detail:0.3>")
+    _wait_value(page, _name(2), labels["sub/detail"] if "sub/detail" in labels else labels["detail"])
+    page.fill("#txt2img_prompt textarea", "a cat")
+    _wait_value(page, _name(0), "None")
+    page.fill(_number("strength", 0), "0.6")
+    _choose(page, 0, anime)
+    _wait_prompt(page, "a cat <hypernet:anime:0.6>")
+    _choose(page, 0, style)
+    _wait_prompt(page, "a cat <hypernet:style (v2):0.6>")
+    _wait_value(page, _name(0), style)
+    page.fill(_number("start", 0), "0.2")
+    _wait_prompt(page, "a cat <hypernet:style (v2):0.6:start=0.2>")
+    page.evaluate("() => document.querySelector('#txt2img_prompt textarea').scrollIntoView()")
+
+    shot = tmp_path / "accordion.png"
+    page.locator("#txt2img_script_hypernetworks_panel").screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("HYPERNET_SCREENSHOT_DIR"):
+        shutil.copyfile(shot, Path(os.environ["HYPERNET_SCREENSHOT_DIR"]) / "accordion.png")
+    assert page_errors == []
