@@ -17,6 +17,7 @@ import torch
 import lib_hypernet
 from lib_hypernet import cli, hashing
 from lib_hypernet.engine import handle as engine_handle
+from lib_hypernet.engine import runner as engine_runner
 
 WIDTH = 16
 
@@ -80,7 +81,7 @@ def test_halves_equal_in_channel_0_only_are_not_shared(model: Attention) -> None
     second = torch.randn(1, 5, WIDTH, generator=gen)
     second[..., 0] = first[..., 0]
     x = torch.cat([first, second])
-    assert engine_handle._duplicated_half(x) is None
+    assert engine_runner._duplicated_half(x) is None
     stack = [(_hn(), 0.9)]
     handle = lib_hypernet.install(model)
     handle.activate(stack)
