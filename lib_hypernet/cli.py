@@ -14,7 +14,6 @@ import os
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import torch
@@ -434,74 +433,17 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------- examples
-@dataclass(frozen=True)
-class Example:
-    """One example file: created with ``options`` (for :func:`lib_hypernet.create`) or converted from another."""
-
-    filename: str
-    options: dict[str, Any] = field(default_factory=dict)
-    convert_from: str | None = None
-
-
-def _example_info(seed: int, what: str) -> str:
-    return f"sd-webui-hypernet example ({what}): random initial weights, seed {seed}; it has no trained style"
-
-
-EXAMPLES: tuple[Example, ...] = (
-    Example(
-        "anime-style.pt",
-        dict(sizes=SD1_SIZES, layer_structure=(1, 2, 1), activation_func="relu", seed=1,
-             optional_info=_example_info(1, "SD1, [1, 2, 1], relu")),
-    ),
-    Example(
-        "painterly-ln.pt",
-        dict(sizes=SD1_SIZES, layer_structure=(1, 2, 1), activation_func="swish", is_layer_norm=True, seed=2,
-             optional_info=_example_info(2, "SD1, [1, 2, 1], swish, layer norm")),
-    ),
-    Example(
-        # Without 1280 to keep the examples quick to generate; A1111 allows any subset of sizes.
-        "deep-dropout.pt",
-        dict(sizes=(768, 320, 640), layer_structure=(1, 2, 2, 1), activation_func="leakyrelu", use_dropout=True,
-             dropout_structure=(0, 0.1, 0.1, 0), seed=3,
-             optional_info=_example_info(3, "[1, 2, 2, 1], leakyrelu, dropout 0, 0.1, 0.1, 0")),
-    ),
-    Example(
-        "sd2-1024.pt",
-        dict(sizes=(1024, 320, 640, 1280), layer_structure=(1, 2, 1), activation_func="linear", seed=4,
-             optional_info=_example_info(4, "SD2 sizes, [1, 2, 1], linear")),
-    ),
-    Example("anime-style.safetensors", convert_from="anime-style.pt"),
-)
-
-
-def make_examples(out: str, examples: Sequence[Example] | None = None) -> list[str]:
-    """Write the example files into ``out``, skipping those that exist; returns one line per file."""
-    examples = EXAMPLES if examples is None else examples
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise HypernetFileError(f"cannot create the folder: {exc.strerror or exc}", out) from exc
-    lines = []
-    made: dict[str, Hypernetwork] = {}  # created in this run, to convert without re-loading
-    for example in examples:
-        path = os.path.join(out, example.filename)
-        if os.path.exists(path):
-            lines.append(f"skipped {path} (already exists)")
-        elif example.convert_from is not None:
-            source = os.path.join(out, example.convert_from)
-            lines.append(convert(source, path, loaded=made.get(example.convert_from)))
-        else:
-            stem = os.path.splitext(example.filename)[0]
-            hn = create(stem, **example.options)
-            hn.save(path)
-            made[example.filename] = hn
-            lines.append(f"wrote {path} ({_human_size(os.path.getsize(path))}, {hn.param_count:,} parameters)")
-        print(lines[-1], flush=True)
-    return lines
-
-
 def cmd_examples(args: argparse.Namespace) -> int:
-    make_examples(args.out)
+    """The standalone panel's example folder (:mod:`lib_hypernet.examples`, a few MB); existing files are kept."""
+    from .examples import EXAMPLES, make_examples
+
+    written = set(make_examples(args.out))
+    for example in EXAMPLES:
+        path = os.path.join(args.out, *example.relpath.split("/"))
+        if path in written:
+            print(f"wrote {path} ({_human_size(os.path.getsize(path))})", flush=True)
+        else:
+            print(f"skipped {path} (already exists)", flush=True)
     return 0
 
 
