@@ -17,8 +17,9 @@ from lib_hypernet.description import ModelFacts
 from lib_hypernet.examples import EXAMPLES, make_examples
 from lib_hypernet.library import HypernetLibrary
 from lib_hypernet.ui import COLUMNS, LibraryPanel, LibrarySource, SendTarget, build_library_panel, compat
+from lib_hypernet.ui.__main__ import main
 from lib_hypernet.ui.library_panel import matches, row_of
-from lib_hypernet.ui.standalone import build_app, main, make_source
+from lib_hypernet.ui.standalone import build_app, make_source
 
 FIXTURES = ("act_relu.pt", "dims_24_32_48_meta.pt", "legacy_novelai.pt", "optim_fresh_a.pt", "optim_fresh_a.pt.optim")
 

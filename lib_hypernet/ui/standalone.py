@@ -1,4 +1,4 @@
-"""The standalone library page: ``python -m lib_hypernet.ui --dir DIR [--host 127.0.0.1] [--port N]``.
+"""The standalone library page (its command line is ``python -m lib_hypernet.ui``, :mod:`.__main__`).
 
 Without ``--dir`` it opens a small example folder (about 5 MB, made on first run).
 Hash and description caches live in the user's cache folder, so a second start lists a
@@ -7,18 +7,14 @@ large folder without re-reading its files.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from ..description_cache import DescriptionCache
-from ..errors import HypernetError
-from ..examples import make_examples
 from ..hashing import HashCache
 from ..library import HypernetLibrary
 from . import compat
@@ -75,38 +71,3 @@ def build_app(source: LibrarySource) -> Any:
         panel.fill_on_load(app)
     compat.queue(app)
     return app
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lib_hypernet.ui",
-                                     description="Browse, inspect, convert and create hypernetworks in a web page.")
-    parser.add_argument("--dir", default=None, help="the hypernetwork folder (default: a small example folder)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
-    parser.add_argument("--port", type=int, default=None, help="port (default: gradio's, 7860 or the next free one)")
-    parser.add_argument("--no-browser", action="store_true", help="do not open a browser window")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    folder = Path(args.dir) if args.dir else default_examples_dir()
-    if args.dir is None:
-        try:
-            written = make_examples(folder)
-        except HypernetError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        if written:
-            print(f"made {len(written)} example hypernetworks in {folder}", flush=True)
-    elif not folder.is_dir():
-        print(f"error: {folder}: not a folder", file=sys.stderr)
-        return 2
-    source = make_source(folder, cache_dir())
-    app = build_app(source)
-    print(f"hypernetwork library of {folder.resolve()}", flush=True)
-    try:
-        app.launch(server_name=args.host, server_port=args.port, inbrowser=not args.no_browser, show_api=False)
-    except KeyboardInterrupt:
-        return 130
-    return 0
