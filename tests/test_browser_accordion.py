@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 import webui_util as wu  # puts the stand-in (tests/webui_stub) on sys.path
+from browser_util import TIMEOUT_MS, chromium_page
 
 webui = importlib.import_module("webui")
 webui_ui = importlib.import_module("webui_ui")
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-TIMEOUT_MS = 60_000  # a busy 2-core machine: updates can take seconds
 FILES = (("anime", {"seed": 1}), ("style (v2)", {"seed": 2}), ("sub/detail", {"seed": 3}))
 
 # What A1111's script.js / ui.js define for extensions (same behaviour, a few lines each).
@@ -83,18 +82,9 @@ def webui_page(tmp_path: Path):
 
 @pytest.fixture
 def page():
-    from playwright.sync_api import sync_playwright
-
-    assert os.path.exists(CHROMIUM), "install Debian's chromium: tools/setup-browser.sh"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            page.add_init_script(WEBUI_HELPERS + "\n" + (ROOT / "javascript" / "hypernet.js").read_text(encoding="utf-8"))
-            yield page
-        finally:
-            browser.close()
+    script = WEBUI_HELPERS + "\n" + (ROOT / "javascript" / "hypernet.js").read_text(encoding="utf-8")
+    with chromium_page(1100, 1000, init_script=script) as page:
+        yield page
 
 
 P = "#txt2img_sd_hypernet"

@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from browser_util import TIMEOUT_MS, chromium_page
 
-CHROMIUM = "/usr/bin/chromium"
 FILES = {
     "act_relu.pt": "act_relu.pt",
     "dims_24_32_48_meta.pt": "dims_24_32_48_meta.pt",
@@ -23,7 +23,6 @@ FILES = {
     "ls_1_2_2_1_relu_ln.pt": "styles/ls_1_2_2_1_relu_ln.pt",
     "act_gelu.pt": "styles/act_gelu.pt",
 }
-TIMEOUT_MS = 60_000  # a busy 2-core machine: backend updates can take seconds
 
 
 @pytest.fixture
@@ -45,17 +44,8 @@ def panel_url(tmp_path: Path, fixtures_dir: Path):
 
 @pytest.fixture
 def page():
-    from playwright.sync_api import sync_playwright
-
-    assert os.path.exists(CHROMIUM), "install Debian's chromium: tools/setup-browser.sh"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.set_default_timeout(TIMEOUT_MS)
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(1400, 1100) as page:
+        yield page
 
 
 def _table_names(page) -> list[str]:
