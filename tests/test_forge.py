@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "forge_stub"))
 
 import forge
 from fastapi.testclient import TestClient
+from forge_util import STACK_CASE_IDS, STACK_CASES, hn, max_out_diff, reference
 from modules import errors, extra_networks, extra_networks_hypernet, scripts, shared, ui_extra_networks
 
-from lib_hypernet import Strength
 from lib_hypernet.engine.patch import is_hypernet_patch
 from lib_hypernet.webui import a1111, host
 from lib_hypernet.webui import forge as forge_adapter
@@ -47,38 +47,12 @@ def restart(tmp_path, **state):
     forge.start()
 
 
-def hn(name):
-    return wu.extension().library.get(name)
-
-
-def reference(prompt, stack, **kwargs):
-    """Our A1111 path on the same UNet: forward pre-hooks on to_k/to_v, the step from the CFG denoiser."""
-    handle = wu.lib_hypernet.install(forge.diffusion_model())
-    removed = []
-
-    def on_step(params):
-        handle.set_step(params.sampling_step, params.total_sampling_steps)
-
-    from modules import script_callbacks
-
-    script_callbacks.on_cfg_denoiser(on_step)
-    removed.append(on_step)
-    try:
-        with handle.activated(stack):
-            return forge.txt2img(prompt, **kwargs)
-    finally:
-        script_callbacks.remove_callbacks_for_function(on_step)
-        handle.remove()
 
 
 def our_patches(unet_patcher):
     patches = unet_patcher.model_options["transformer_options"].get("patches", {})
     return [p for name in ("attn1_patch", "attn2_patch") for p in patches.get(name, []) if is_hypernet_patch(p)]
 
-
-def max_out_diff(a, b):
-    assert len(a.unet_outputs) == len(b.unet_outputs) > 0
-    return max(float((x - y).abs().max()) for x, y in zip(a.unet_outputs, b.unet_outputs))
 
 
 def test_detects_forge_and_registers_the_forge_adapter(app):
@@ -94,18 +68,7 @@ def test_detects_forge_and_registers_the_forge_adapter(app):
     assert not isinstance(shared.sd_model, torch.nn.Module)
 
 
-@pytest.mark.parametrize(
-    ("prompt", "stack"),
-    [
-        ("<hypernet:x:0.8>a cat", lambda: [(hn("x"), 0.8)]),
-        ("<hypernet:x:0.8><hypernet:y:0.5>a cat", lambda: [(hn("x"), 0.8), (hn("y"), 0.5)]),
-        ("<hypernet:x:0.8:self=0.3><hypernet:y:cross=1:self=0>a cat",
-         lambda: [(hn("x"), Strength(0.3, 0.8)), (hn("y"), Strength(0.0, 1.0))]),
-        ("<hypernet:x:0.8:start=0.25><hypernet:y:0.6:stop=0.5>a cat",
-         lambda: [(hn("x"), Strength(0.8, 0.8, 0.25, 1.0)), (hn("y"), Strength(0.6, 0.6, 0.0, 0.5))]),
-    ],
-    ids=["single", "stacked", "self/cross", "step range"],
-)
+@pytest.mark.parametrize(("prompt", "stack"), STACK_CASES, ids=STACK_CASE_IDS)
 def test_equals_the_a1111_path(app, prompt, stack):
     none = forge.txt2img("a cat", steps=4)
     tagged = forge.txt2img(prompt, steps=4)

@@ -1,0 +1,57 @@
+"""What the Forge 2 and reForge tests share: the reference (our A1111 path on the same UNet) and the cases."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import webui_util as wu  # puts the A1111 stand-in (tests/webui_stub) on sys.path
+
+FORGE_STUB = str(Path(__file__).resolve().parents[1] / "forge_stub")
+if FORGE_STUB not in sys.path:
+    sys.path.insert(0, FORGE_STUB)
+
+import forge  # noqa: E402  (the Forge stand-in's harness)
+
+import lib_hypernet  # noqa: E402
+from lib_hypernet import Strength  # noqa: E402
+
+
+def hn(name: str) -> lib_hypernet.Hypernetwork:
+    return wu.extension().library.get(name)
+
+
+def reference(prompt: str, stack: list[Any], **kwargs: Any) -> Any:
+    """Our A1111 path on the same UNet: forward pre-hooks on to_k/to_v, the step from the CFG denoiser."""
+    from modules import script_callbacks
+
+    handle = lib_hypernet.install(forge.diffusion_model())
+
+    def on_step(params: Any) -> None:
+        handle.set_step(params.sampling_step, params.total_sampling_steps)
+
+    script_callbacks.on_cfg_denoiser(on_step)
+    try:
+        with handle.activated(stack):
+            return forge.txt2img(prompt, **kwargs)
+    finally:
+        script_callbacks.remove_callbacks_for_function(on_step)
+        handle.remove()
+
+
+def max_out_diff(a: Any, b: Any) -> float:
+    assert len(a.unet_outputs) == len(b.unet_outputs) > 0
+    return max(float((x - y).abs().max()) for x, y in zip(a.unet_outputs, b.unet_outputs))
+
+
+# (prompt, the stack it means) for "equals the A1111 path": single, stacked, self/cross split, step ranges.
+STACK_CASES = [
+    ("<hypernet:x:0.8>a cat", lambda: [(hn("x"), 0.8)]),
+    ("<hypernet:x:0.8><hypernet:y:0.5>a cat", lambda: [(hn("x"), 0.8), (hn("y"), 0.5)]),
+    ("<hypernet:x:0.8:self=0.3><hypernet:y:cross=1:self=0>a cat",
+     lambda: [(hn("x"), Strength(0.3, 0.8)), (hn("y"), Strength(0.0, 1.0))]),
+    ("<hypernet:x:0.8:start=0.25><hypernet:y:0.6:stop=0.5>a cat",
+     lambda: [(hn("x"), Strength(0.8, 0.8, 0.25, 1.0)), (hn("y"), Strength(0.6, 0.6, 0.0, 0.5))]),
+]
+STACK_CASE_IDS = ["single", "stacked", "self/cross", "step range"]
