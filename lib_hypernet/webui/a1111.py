@@ -12,7 +12,7 @@ from typing import Any
 
 from modules import extra_networks, script_callbacks, scripts
 
-from . import accordion, cards, settings, tab, xyz
+from . import accordion, cards, console, settings, tab, xyz
 from .extension import HypernetExtension
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,17 @@ def _add_routes(app: Any, extension: HypernetExtension) -> None:
     routes.add_routes(app, extension)
 
 
-def register(extension: HypernetExtension | None = None) -> HypernetExtension:
+def register(
+    extension: HypernetExtension | None = None,
+    way: str = "A1111 detected; hypernetworks apply as hooks on each attention layer's K/V projections",
+) -> HypernetExtension:
     """Register settings and callbacks for this script load; returns the new state.
 
-    The other hosts' adapters call this too, with their own ``extension`` (Forge 2) or none (reForge), so
-    everything registered here exists on every host."""
+    The other hosts' adapters call this too, with their own ``extension`` (Forge 2) or none (reForge) and
+    their own ``way`` (the start-up line), so everything registered here exists on every host."""
     global EXTENSION
+    script_callbacks.on_script_unloaded(console.show_log_lines())
+    log.info("hypernetworks: %s", way)
     settings.register_settings()
     accordion.register_settings()
     cards.register_settings()
