@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html.parser
 import os
 
 import pytest
@@ -172,6 +173,35 @@ def test_settings_exist_without_ui_settings(tmp_path, nowebui):
             assert getattr(shared.opts, key) == default, key
         # and they work: the tag applies
         assert not wu.same(wu.gen("<hypernet:x:0.8>a cat"), wu.gen())
+
+
+class _HelpText(html.parser.HTMLParser):
+    """What the browser makes of a setting's help: A1111's ``ui_settings_hints.js`` sets it as ``innerHTML``."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.text = ""
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+    def handle_data(self, data):
+        self.text += data
+
+
+def test_settings_help_shows_every_character_and_one_reload_note(tmp_path):
+    with wu.running(tmp_path):
+        for key in OPTION_KEYS:
+            info = shared.opts.data_labels[key]
+            shown = _HelpText()
+            shown.feed(info.comment_before + info.comment_after)
+            shown.close()
+            assert set(shown.tags) <= {"span"}, (key, shown.tags)  # only A1111's own <span class='info'>
+            assert shown.text.lower().count("reload ui") <= 1, (key, shown.text)
+        rows = _HelpText()
+        rows.feed(shared.opts.data_labels["hypernet_panel_rows"].comment_after)
+        assert "<hypernet:…>" in rows.text and "(requires Reload UI)" in rows.text
 
 
 def test_precision_setting(app):

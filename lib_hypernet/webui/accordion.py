@@ -16,6 +16,7 @@ from modules import shared
 
 from lib_hypernet.ui import accordion as rows_ui
 
+from . import settings
 from .extension import HypernetExtension
 
 ROWS_OPTION = "hypernet_panel_rows"
@@ -25,7 +26,7 @@ def register_settings() -> None:
     shared.options_templates.update(shared.options_section(("hypernet", "Hypernetworks"), {
         ROWS_OPTION: shared.OptionInfo(
             3, "Rows in the Hypernetworks panel beside the prompt", gr.Slider, {"minimum": 1, "maximum": 8, "step": 1},
-        ).info("the panel edits the prompt's <hypernet:…> tags; needs Reload UI").needs_reload_ui(),
+        ).info(settings.help_text("the panel edits the prompt's <hypernet:…> tags")).needs_reload_ui(),
     }))
 
 
@@ -49,8 +50,6 @@ class WebuiPanelSource:
         return aliases
 
     def default_strength(self) -> float:
-        from . import settings
-
         return settings.default_strength()
 
     def refresh(self) -> None:
