@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 # (kind, label, what a message of that kind contains), first match wins
 KINDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("off", "switched off", ("Hypernetworks off:",)),
     ("unsafe", "refused as unsafe", ("refused",)),
     ("not_found", "not found", ("Hypernet not found:",)),
     ("matched_nothing", "matched nothing — not applied", ("matched no attention layer",)),

@@ -27,6 +27,11 @@ from . import settings
 
 log = logging.getLogger(__name__)
 
+SWITCH_ATTR = "hypernet_switch_off"
+"""Set on ``p`` by the always-on script when the panel's header checkbox is unticked."""
+SWITCH_OFF_MESSAGE = ("Hypernetworks off: the Hypernetworks panel's checkbox is unticked, "
+                      "so the prompt's <hypernet:…> tags were not applied")
+
 Handle = Union[lib_hypernet.HypernetHandle, lib_hypernet.HypernetPatch]
 """What applies the stack: hooks on the UNet (A1111, reForge) or the attention patches (Forge 2)."""
 
@@ -131,7 +136,11 @@ class HypernetExtension:
         self.library.set_memory_limit(int(settings.opt("hypernet_memory_limit", 3)))
         default = settings.default_strength()
         tags = [list(params.items) for params in params_list]
-        self._add_setting_hypernetwork(p, tags, default)
+        if getattr(p, SWITCH_ATTR, False) is True:
+            self._switched_off(p, tags)
+            tags = []  # the prompt keeps its tags: only this generation leaves them out
+        else:
+            self._add_setting_hypernetwork(p, tags, default)
         # Hashes are written once the batch shows what changed something (flush_report), not for every tag.
         prepared = self.service.prepare(tags, default_multiplier=default, with_hashes=False)
         checkpoint = getattr(shared.sd_model, "sd_checkpoint_info", None)
@@ -154,6 +163,16 @@ class HypernetExtension:
         handle.compute_dtype = settings.compute_dtype()
         handle.activate(prepared.stack)
         self.prepared = prepared
+
+    def _switched_off(self, p: Any, tags: list[list[Any]]) -> None:
+        """Say that the tags were left out, under the image and in the infotext (pasting it back unticks the switch)."""
+        name = settings.opt("sd_hypernetwork", "None")
+        if not tags and (not name or name == "None"):
+            return  # nothing was left out
+        params = getattr(p, "extra_generation_params", None)
+        if isinstance(params, dict):
+            params[infotext.SWITCH_KEY] = infotext.SWITCH_OFF
+        self.say(p, [SWITCH_OFF_MESSAGE])
 
     def _add_setting_hypernetwork(self, p: Any, tags: list[list[Any]], default: float) -> None:
         """The built-in "Add hypernetwork to prompt" setting (``sd_hypernetwork``)."""
