@@ -13,7 +13,7 @@ from typing import Any
 from modules import extra_networks, script_callbacks, scripts
 
 from . import accordion, cards, console, settings, tab, xyz
-from .extension import HypernetExtension
+from .extension import SWITCH_ATTR, HypernetExtension
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class ExtraNetworkHypernet(extra_networks.ExtraNetwork):
 
 
 class HypernetScript(scripts.Script):
-    """Always-on: the panel beside the prompt (it only edits tags), and nothing stays applied after a generation."""
+    """Always-on: the panel beside the prompt (its rows only edit tags; its header checkbox switches them all off for a
+    generation), and nothing stays applied after a generation."""
 
     section = "accordions"  # beside Hires fix and Refiner
     create_group = False
@@ -69,6 +70,15 @@ class HypernetScript(scripts.Script):
 
     def show(self, is_img2img: bool) -> Any:
         return scripts.AlwaysVisible
+
+    def process(self, p: Any, *args: Any) -> None:
+        # Before the batches' extra_networks.activate: the panel's header checkbox (its one script argument;
+        # an API call without it is on).  Only an explicit false turns the prompt's tags off.
+        off = bool(args) and isinstance(args[0], (bool, int, float)) and not args[0]
+        try:
+            setattr(p, SWITCH_ATTR, off)
+        except AttributeError:  # an object that takes no attributes: nothing to switch off
+            pass
 
     def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
         # The batch is sampled (hires pass included).  Report and unhook now: the webui calls deactivate
