@@ -49,7 +49,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lib_hypernet
-from lib_hypernet.module import HypernetworkModule
+from lib_hypernet.model.module import HypernetworkModule
 
 Stack = list[tuple[lib_hypernet.Hypernetwork, float]]
 

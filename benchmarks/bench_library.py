@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import gradio as gr
 
-    from lib_hypernet.description_cache import DescriptionCache
-    from lib_hypernet.library import HypernetLibrary
+    from lib_hypernet.library.caches import DescriptionCache
+    from lib_hypernet.library.folder import HypernetLibrary
     from lib_hypernet.ui import LibraryPanel, LibrarySource, build_library_panel
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,4 @@
-// sd-webui-hypernet: the <hypernet:…> tag grammar (mirrors lib_hypernet/prompt_tags.py), the panel beside
+// sd-webui-hypernet: the <hypernet:…> tag grammar (mirrors lib_hypernet/prompt/edit.py), the panel beside
 // the prompt (prompt ↔ rows, no Python round trip) and the Extra Networks card toggle.
 // One global: window.sdHypernet. Uses the webui's gradioApp(), updateInput() and onUiLoaded().
 /* global gradioApp, updateInput, onUiLoaded, opts */
@@ -51,7 +51,7 @@
         return values;
     }
 
-    // Why lib_hypernet.tags.parse_items rejects these items (null when it accepts them).
+    // Why lib_hypernet.prompt.grammar.parse_items rejects these items (null when it accepts them).
     function tagError(parts) {
         if (!parts.length || !parts[0].trim()) return "the hypernetwork name is missing";
         var positional = [];

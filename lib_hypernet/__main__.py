@@ -1,4 +1,4 @@
-"""``python -m lib_hypernet``: the command line (see :mod:`lib_hypernet.cli`).
+"""``python -m lib_hypernet``: the command line (see :mod:`lib_hypernet.cli.commands`).
 
 The CLI (and torch) is imported inside :func:`run`, so Ctrl-C while it starts up ends with one
 line and exit status 130, like Ctrl-C later on, instead of a traceback.
@@ -12,7 +12,7 @@ import sys
 def run(prog: str | None = None) -> int:
     """Import and run the command line; the ``hypernet`` console script and ``python -m`` both call this."""
     try:
-        from .cli import main
+        from .cli.commands import main
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return 130

@@ -8,6 +8,23 @@ keep going after one bad file catch :class:`HypernetError`.
 from __future__ import annotations
 
 import os
+import reprlib
+from typing import Any
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = 80
+_REPR.maxother = 80
+_REPR.maxlevel = 3
+
+
+def short_repr(value: Any) -> str:
+    """A bounded repr for error messages (a file's values may be huge)."""
+    return _REPR.repr(value)
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters (user input echoed in messages and logs)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 class HypernetError(Exception):
@@ -47,3 +64,11 @@ class HypernetNotFoundError(HypernetError, LookupError):
         self.name = name
         self.candidates = list(candidates or [])
         super().__init__(message, path)
+
+
+class HypernetExistsError(HypernetFileError, FileExistsError):
+    """The file to write already exists and overwriting was not asked for (each front end says how to ask)."""
+
+
+class OutsideFolderError(HypernetFileError, PermissionError):
+    """The file to write resolves outside the hypernetwork folder (through a symbolic link)."""

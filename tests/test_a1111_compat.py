@@ -17,6 +17,8 @@ import torch
 from hn_testutil import TouchViaOpen, a1111_safe_check, fixture_pt_params, raw_torch_load
 
 import lib_hypernet
+from lib_hypernet.formats.optim import optim_path
+from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
 
 A1111_KEY_ORDER = [
     "step", "name", "layer_structure", "activation_func", "is_layer_norm", "weight_initialization",
@@ -58,7 +60,7 @@ def test_created_pt_passes_a1111_check(options: dict, tmp_path: Path) -> None:
     pt = tmp_path / "made.pt"
     hn.save(pt)
     assert a1111_safe_check(pt) == "ok"
-    assert lib_hypernet.a1111_zip_entries_rejected(pt) == []
+    assert a1111_zip_entries_rejected(pt) == []
 
     st = tmp_path / "made.safetensors"
     hn.save(st)
@@ -89,7 +91,7 @@ def test_optim_we_write_passes_a1111_check(tmp_path: Path) -> None:
     sum(p.sum() for p in params).backward()
     opt.step()
     lib_hypernet.save_optimizer_state(pt, opt.state_dict(), "AdamW")
-    assert a1111_safe_check(lib_hypernet.optim_path(pt)) == "ok"
+    assert a1111_safe_check(optim_path(pt)) == "ok"
 
 
 def test_plain_torch_save_fails_a1111_check(tmp_path: Path) -> None:
@@ -101,7 +103,7 @@ def test_plain_torch_save_fails_a1111_check(tmp_path: Path) -> None:
     assert "plain/.format_version" in names
     verdict = a1111_safe_check(pt)
     assert verdict.startswith("rejected: bad file inside plain.pt: plain/.")
-    assert "plain/.format_version" in lib_hypernet.a1111_zip_entries_rejected(pt)
+    assert "plain/.format_version" in a1111_zip_entries_rejected(pt)
     # our own loader still reads it (it is a valid, safe torch file)
     assert lib_hypernet.load(pt).widths == [8]
 

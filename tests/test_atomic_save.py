@@ -14,6 +14,8 @@ import safetensors.torch
 
 import lib_hypernet
 from lib_hypernet.formats import pt_legacy_writer, safetensors_v1
+from lib_hypernet.formats.optim import optim_path
+from lib_hypernet.library.caches import HashCache
 
 
 @pytest.fixture
@@ -149,7 +151,7 @@ def test_optimizer_state_save_is_atomic(tmp_path: Path, monkeypatch: pytest.Monk
     pt = tmp_path / "model.pt"
     _hn(1).save(pt)
     lib_hypernet.save_optimizer_state(pt, {"state": {}, "param_groups": []})
-    optim = Path(lib_hypernet.optim_path(pt))
+    optim = Path(optim_path(pt))
     before = optim.read_bytes()
     monkeypatch.setattr(pt_legacy_writer, "save_legacy", _partial_torch_save)
     with pytest.raises(RuntimeError):
@@ -175,7 +177,7 @@ def test_file_mode_follows_umask(umask: int, mode: int, tmp_path: Path) -> None:
     try:
         _hn(1).save(tmp_path / "a.pt")
         _hn(1).save(tmp_path / "a.safetensors")
-        cache = lib_hypernet.HashCache()
+        cache = HashCache()
         cache.sha256(tmp_path / "a.pt")
         cache.save(tmp_path / "cache.json")
     finally:
@@ -200,7 +202,7 @@ def test_real_safetensors_writer_is_used(tmp_path: Path) -> None:
 KILLED_SAVE = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-from lib_hypernet.fileio import atomic_open
+from lib_hypernet.formats.fileio import atomic_open
 with atomic_open(sys.argv[2]) as f:
     f.write(b"partial" * 1000)
     f.flush()
@@ -227,7 +229,7 @@ def _age(path: Path, seconds: float) -> None:
 
 
 def test_library_refresh_removes_stale_temp_files_of_a_killed_save(tmp_path: Path) -> None:
-    from lib_hypernet.fileio import STALE_AFTER_S
+    from lib_hypernet.formats.fileio import STALE_AFTER_S
 
     folder = tmp_path / "hypernetworks"
     (folder / "sub").mkdir(parents=True)
@@ -252,7 +254,7 @@ def test_library_refresh_removes_stale_temp_files_of_a_killed_save(tmp_path: Pat
 
 
 def test_hash_cache_save_removes_its_own_stale_temp_files(tmp_path: Path) -> None:
-    from lib_hypernet.fileio import STALE_AFTER_S
+    from lib_hypernet.formats.fileio import STALE_AFTER_S
 
     store = tmp_path / "cache" / "hashes.json"
     store.parent.mkdir()
@@ -261,5 +263,5 @@ def test_hash_cache_save_removes_its_own_stale_temp_files(tmp_path: Path) -> Non
     other.write_bytes(b"x")
     for p in (stale, other):
         _age(p, STALE_AFTER_S + 60)
-    lib_hypernet.HashCache().save(store)
+    HashCache().save(store)
     assert not stale.exists() and other.exists() and store.exists()

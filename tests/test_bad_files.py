@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 import lib_hypernet
+from lib_hypernet.errors import ActivationError
 
 
 def _good_raw() -> dict:
@@ -231,7 +232,7 @@ BAD_CONTENTS: dict[str, tuple[Callable[[dict], Any], type[Exception], tuple[str,
     "dropout_too_short": (
         _set("dropout_structure", [0, 0.3]), lib_hypernet.HypernetFormatError, ("dropout_structure",),
     ),
-    "unknown_activation": (_set("activation_func", "swishy"), lib_hypernet.ActivationError, ("swishy",)),
+    "unknown_activation": (_set("activation_func", "swishy"), ActivationError, ("swishy",)),
     "activation_not_a_string": (_set("activation_func", 3), lib_hypernet.HypernetFormatError, ("activation_func",)),
     "step_not_a_number": (_set("step", "many"), lib_hypernet.HypernetFormatError, ("step",)),
     "name_not_a_string": (_set("name", ["a"]), lib_hypernet.HypernetFormatError, ("name",)),

@@ -1,4 +1,4 @@
-"""Tests of the ``hypernet`` command line (``lib_hypernet.cli``), run in-process except one subprocess test."""
+"""Tests of the ``hypernet`` command line (``lib_hypernet.cli.commands``), run in-process except one subprocess test."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import torch
 from hn_testutil import TouchViaSystem, a1111_safe_check, assert_hypernetworks_equal
 
 import lib_hypernet
-from lib_hypernet import cli
-from lib_hypernet.progress import AUTO_MIN_BYTES, MIB, ProgressBar, should_show
+from lib_hypernet.cli import commands as cli
+from lib_hypernet.cli.progress import AUTO_MIN_BYTES, MIB, ProgressBar, should_show
+from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFO_FILES = ("act_relu.pt", "legacy_novelai.pt", "dims_24_32_48_meta.pt", "optim_fresh_a.pt", "optim_stale.pt")
@@ -204,9 +205,9 @@ def test_convert_round_trip(capsys: pytest.CaptureFixture[str], fixtures_dir: Pa
         for a, b in zip(outputs(original), outputs(other)):
             assert torch.equal(a, b)
     # The re-saved .pt is in the legacy format A1111 1.10.1 loads, unlike the fixture.
-    assert lib_hypernet.a1111_zip_entries_rejected(back) == []
+    assert a1111_zip_entries_rejected(back) == []
     assert a1111_safe_check(back) == "ok"
-    assert lib_hypernet.a1111_zip_entries_rejected(src) != []
+    assert a1111_zip_entries_rejected(src) != []
 
 
 def test_convert_refuses_overwrite(capsys: pytest.CaptureFixture[str], fixtures_dir: Path, tmp_path: Path) -> None:
@@ -380,7 +381,7 @@ def test_create_defaults_and_usage_errors(capsys: pytest.CaptureFixture[str], tm
 # --------------------------------------------------------------------- examples
 def test_examples_idempotent(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """``examples`` writes the standalone panel's small example folder, then keeps what exists."""
-    from lib_hypernet.examples import EXAMPLES
+    from lib_hypernet.library.examples import EXAMPLES
 
     out_dir = tmp_path / "examples"
     paths = [str(out_dir.joinpath(*e.relpath.split("/"))) for e in EXAMPLES]

@@ -1,4 +1,4 @@
-"""One description of a file (``lib_hypernet.description``) and its persisted cache, as the CLI, the API and the UI use them."""
+"""One description of a file (``lib_hypernet.library.description``) and its persisted cache, as the CLI, API and UI use them."""
 
 from __future__ import annotations
 
@@ -13,17 +13,12 @@ import torch
 from hn_testutil import TouchViaSystem
 
 import lib_hypernet
-from lib_hypernet import cli, description
-from lib_hypernet.description import (
-    CONVERT_WARNING,
-    FileDescription,
-    ModelFacts,
-    describe_file,
-    sd_version_of_widths,
-)
-from lib_hypernet.description_cache import DescriptionCache
-from lib_hypernet.library import HypernetLibrary
-from lib_hypernet.service import HypernetService
+from lib_hypernet.cli import commands as cli
+from lib_hypernet.library import description
+from lib_hypernet.library.caches import DescriptionCache
+from lib_hypernet.library.description import CONVERT_WARNING, FileDescription, ModelFacts, describe_file, sd_version_of_widths
+from lib_hypernet.library.folder import HypernetLibrary
+from lib_hypernet.library.service import HypernetService
 
 
 def _copy(fixtures_dir: Path, folder: Path, *names: str) -> None:
@@ -215,7 +210,7 @@ def test_library_describe_never_raises(fixtures_dir: Path, tmp_path: Path, monke
     def boom(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("lib_hypernet.library.describe_file", boom)
+    monkeypatch.setattr("lib_hypernet.library.folder.describe_file", boom)
     fresh = HypernetLibrary(folder)
     desc = fresh.describe_all()[0]
     assert not desc.ok and "disk on fire" in (desc.error or "")

@@ -35,6 +35,7 @@ from hn_testutil import stack_params
 
 import lib_hypernet
 from lib_hypernet.engine import fusable
+from lib_hypernet.model.activations import creatable_activations
 
 
 @pytest.fixture(scope="module")
@@ -404,7 +405,7 @@ def test_gradient_checkpointing(inputs) -> None:
 
 
 @pytest.mark.parametrize("layer_norm", [False, True], ids=["plain", "ln"])
-@pytest.mark.parametrize("activation", sorted(lib_hypernet.creatable_activations()))
+@pytest.mark.parametrize("activation", sorted(creatable_activations()))
 def test_every_creatable_activation(activation: str, layer_norm: bool) -> None:
     """Every activation a hypernetwork can be created with, fused or not, gives A1111's K/V inputs."""
     torch.manual_seed(60)

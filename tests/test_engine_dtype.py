@@ -25,6 +25,7 @@ from engine_util import (
 )
 
 import lib_hypernet
+from lib_hypernet.model.module import HypernetworkModule
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_half_precision_model(dtype: torch.dtype, unet, inputs, stack, low_preci
         assert _max_diff(out_half_math, ref32) <= 3 * model_error + 0.05
     assert all_hooks_empty(half)
     _params_untouched(stack)
-    assert not any(isinstance(m, lib_hypernet.HypernetworkModule) for m in half.modules())
+    assert not any(isinstance(m, HypernetworkModule) for m in half.modules())
 
 
 def test_autocast_bf16(unet, inputs, stack) -> None:

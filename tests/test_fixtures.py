@@ -10,6 +10,8 @@ import torch
 from hn_testutil import case_params, module_reprs, raw_torch_load, stack_params, typed
 
 import lib_hypernet
+from lib_hypernet.errors import ActivationError
+from lib_hypernet.model.activations import creatable_activations
 
 # manifest "loaded" field -> our attribute name
 LOADED_FIELDS = {
@@ -193,7 +195,7 @@ def test_rejected_activation_in_file(activation: str, fixtures_dir: Path, manife
     raw["activation_func"] = activation
     path = tmp_path / f"act_{activation}.pt"
     torch.save(raw, path)
-    with pytest.raises(lib_hypernet.ActivationError) as info:
+    with pytest.raises(ActivationError) as info:
         lib_hypernet.load(path)
     assert isinstance(info.value, lib_hypernet.HypernetError)
     assert str(path) in str(info.value)
@@ -203,7 +205,7 @@ def test_rejected_activation_in_file(activation: str, fixtures_dir: Path, manife
 
 @pytest.mark.parametrize("activation", ["threshold", "multiheadattention", "glu"])
 def test_rejected_activation_in_create(activation: str) -> None:
-    with pytest.raises(lib_hypernet.ActivationError) as info:
+    with pytest.raises(ActivationError) as info:
         lib_hypernet.create("x", sizes=[8], activation_func=activation)
     assert activation in str(info.value)
-    assert activation not in lib_hypernet.creatable_activations()
+    assert activation not in creatable_activations()

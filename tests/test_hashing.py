@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import lib_hypernet
+from lib_hypernet.library.caches import HashCache
 
 MIB = 1024 * 1024
 
@@ -80,11 +81,11 @@ def _write(path: Path, data: bytes) -> str:
 def test_cache_hits_without_rereading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "a.pt"
     digest = _write(path, b"first version")
-    cache = lib_hypernet.HashCache()
+    cache = HashCache()
     assert cache.get(path) is None
     assert cache.sha256(path) == digest
     assert cache.dirty
-    import lib_hypernet.hashing as hashing
+    import lib_hypernet.formats.hashing as hashing
 
     def no_hashing(*args, **kwargs):
         raise AssertionError("should have used the cache")
@@ -102,7 +103,7 @@ def test_cache_hits_without_rereading(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_cache_recomputes_when_size_changes(tmp_path: Path) -> None:
     path = tmp_path / "a.pt"
     _write(path, b"first version")
-    cache = lib_hypernet.HashCache()
+    cache = HashCache()
     cache.sha256(path)
     stat = path.stat()
     digest = _write(path, b"second, longer version")
@@ -115,7 +116,7 @@ def test_cache_recomputes_for_replacement_with_older_mtime(tmp_path: Path) -> No
     """A1111 bug §8.5: a replacement with an older (or equal) mtime kept the stale hash there."""
     path = tmp_path / "a.pt"
     _write(path, b"version A")
-    cache = lib_hypernet.HashCache()
+    cache = HashCache()
     cache.sha256(path)
     old_mtime = path.stat().st_mtime_ns - 10_000_000_000
     digest = _write(path, b"version B")  # same size
@@ -130,7 +131,7 @@ def test_cache_same_stem_different_folders(tmp_path: Path) -> None:
     a, b = tmp_path / "one" / "style.pt", tmp_path / "two" / "style.pt"
     digest_a = _write(a, b"network one")
     digest_b = _write(b, b"network two")
-    cache = lib_hypernet.HashCache()
+    cache = HashCache()
     assert cache.sha256(a) == digest_a
     assert cache.sha256(b) == digest_b
     assert cache.get(a) == digest_a
@@ -140,7 +141,7 @@ def test_cache_same_stem_different_folders(tmp_path: Path) -> None:
 def test_cache_find(tmp_path: Path) -> None:
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     digest_a, digest_b = _write(a, b"aaa"), _write(b, b"bbb")
-    cache = lib_hypernet.HashCache()
+    cache = HashCache()
     cache.sha256(a)
     cache.sha256(b)
     assert cache.find(digest_a[:10]) == [str(a.resolve())]
@@ -157,7 +158,7 @@ def test_cache_find(tmp_path: Path) -> None:
 def test_cache_json_round_trip(tmp_path: Path) -> None:
     a = tmp_path / "a.pt"
     digest = _write(a, b"abc")
-    cache = lib_hypernet.HashCache()
+    cache = HashCache()
     cache.sha256(a)
     store = tmp_path / "cache.json"
     cache.save(store)
@@ -165,12 +166,12 @@ def test_cache_json_round_trip(tmp_path: Path) -> None:
     data = json.loads(store.read_text())
     assert data["version"] == 1
     assert data["entries"][str(a.resolve())]["sha256"] == digest
-    loaded = lib_hypernet.HashCache.load(store)
+    loaded = HashCache.load(store)
     assert loaded.get(a) == digest
-    assert lib_hypernet.HashCache.from_json(cache.to_json()).get(a) == digest
+    assert HashCache.from_json(cache.to_json()).get(a) == digest
     # the persisted entry still validates by size and mtime
     _write(a, b"xyz")
-    assert lib_hypernet.HashCache.load(store).get(a) is None
+    assert HashCache.load(store).get(a) is None
 
 
 @pytest.mark.parametrize(
@@ -182,7 +183,7 @@ def test_cache_json_round_trip(tmp_path: Path) -> None:
 def test_corrupt_cache_json_gives_empty_cache(content: bytes, tmp_path: Path) -> None:
     store = tmp_path / "cache.json"
     store.write_bytes(content)
-    cache = lib_hypernet.HashCache.load(store)
+    cache = HashCache.load(store)
     assert cache.find("") == []
     a = tmp_path / "a.pt"
     digest = _write(a, b"abc")
@@ -190,13 +191,13 @@ def test_corrupt_cache_json_gives_empty_cache(content: bytes, tmp_path: Path) ->
 
 
 def test_missing_cache_file_gives_empty_cache(tmp_path: Path) -> None:
-    assert lib_hypernet.HashCache.load(tmp_path / "nope.json").find("") == []
+    assert HashCache.load(tmp_path / "nope.json").find("") == []
 
 
 def test_file_changed_while_hashing_is_not_cached(tmp_path: Path) -> None:
     path = tmp_path / "growing.pt"
     _write(path, os.urandom(2 * MIB))
-    cache = lib_hypernet.HashCache()
+    cache = HashCache()
     changed = []
 
     def modify_during_hashing(n: int) -> None:
@@ -215,7 +216,7 @@ def test_file_changed_while_hashing_is_not_cached(tmp_path: Path) -> None:
 
 
 def test_cache_missing_file_raises(tmp_path: Path) -> None:
-    cache = lib_hypernet.HashCache()
+    cache = HashCache()
     path = tmp_path / "missing.pt"
     assert cache.get(path) is None
     with pytest.raises(lib_hypernet.HypernetFileError):
@@ -243,7 +244,7 @@ def test_invalid_entries_are_not_trusted(changes: dict, tmp_path: Path) -> None:
     digest = _write(a, b"abc")
     store = tmp_path / "cache.json"
     store.write_text(json.dumps({"version": 1, "entries": {str(a.resolve()): _entry(a, **changes)}}))
-    cache = lib_hypernet.HashCache.load(store)
+    cache = HashCache.load(store)
     assert cache.get(a) is None
     assert cache.sha256(a) == digest  # computed, not the bogus cached value
 
@@ -253,7 +254,7 @@ def test_valid_entry_is_trusted_and_relative_keys_are_not(tmp_path: Path) -> Non
     _write(a, b"abc")
     store = tmp_path / "cache.json"
     store.write_text(json.dumps({"version": 1, "entries": {str(a.resolve()): _entry(a), "rel/a.pt": _entry(a)}}))
-    cache = lib_hypernet.HashCache.load(store)
+    cache = HashCache.load(store)
     assert cache.get(a) == GOOD_SHA  # documented: a same-size edit with a restored mtime keeps a cached hash
     assert cache.find("") == [str(a.resolve())]
 
@@ -274,7 +275,7 @@ def test_hostile_cache_file_starts_empty(kind: str, tmp_path: Path, caplog: pyte
             f.seek(65 * 1024 * 1024)
             f.write(b'"}')
     with caplog.at_level("WARNING"):
-        cache = lib_hypernet.HashCache.load(store)
+        cache = HashCache.load(store)
     assert cache.find("") == []
     assert any("hash cache" in r.getMessage() or "cannot read" in r.getMessage() for r in caplog.records)
 
@@ -283,7 +284,7 @@ def test_save_prunes_deleted_and_changed_files(tmp_path: Path) -> None:
     a, b, c = tmp_path / "a.pt", tmp_path / "b.pt", tmp_path / "c.pt"
     for p in (a, b, c):
         _write(p, p.name.encode())
-    cache = lib_hypernet.HashCache()
+    cache = HashCache()
     for p in (a, b, c):
         cache.sha256(p)
     b.unlink()
@@ -297,12 +298,12 @@ def test_save_merges_with_what_another_process_saved(tmp_path: Path) -> None:
     a, b = tmp_path / "a.pt", tmp_path / "b.pt"
     da, db = _write(a, b"aaa"), _write(b, b"bbb")
     store = tmp_path / "cache.json"
-    one, two = lib_hypernet.HashCache.load(store), lib_hypernet.HashCache.load(store)
+    one, two = HashCache.load(store), HashCache.load(store)
     one.sha256(a)
     two.sha256(b)
     one.save(store)
     two.save(store)  # last writer: keeps the other's entry too
-    merged = lib_hypernet.HashCache.load(store)
+    merged = HashCache.load(store)
     assert merged.get(a) == da and merged.get(b) == db
     assert two.get(a) == da  # and adopts it
 
@@ -310,9 +311,9 @@ def test_save_merges_with_what_another_process_saved(tmp_path: Path) -> None:
 WRITER = r"""
 import hashlib, os, sys
 sys.path.insert(0, sys.argv[1])
-import lib_hypernet
+from lib_hypernet.library.caches import HashCache
 folder, store, who, n = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-cache = lib_hypernet.HashCache.load(store)
+cache = HashCache.load(store)
 open(os.path.join(folder, who + ".ready"), "w").close()
 while not os.path.exists(os.path.join(folder, "go")):
     pass

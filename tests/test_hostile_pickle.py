@@ -31,6 +31,9 @@ from hostile_util import (
 )
 
 import lib_hypernet
+from lib_hypernet.formats.optim import optim_path
+from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
+from lib_hypernet.model.hypernetwork import from_state_dict
 
 CONTAINERS = {"zip": True, "legacy": False}
 
@@ -254,7 +257,7 @@ def test_float8_weights(tmp_path: Path) -> None:
     raw = good_raw()
     raw[8][0]["linear.0.weight"] = raw[8][0]["linear.0.weight"].to(torch.float8_e4m3fn)
     with pytest.raises(lib_hypernet.HypernetFormatError, match="float16, bfloat16"):
-        lib_hypernet.from_state_dict(raw, path="mem.pt")
+        from_state_dict(raw, path="mem.pt")
     path = tmp_path / "f8.pt"
     torch.save(raw, path)
     _load_error(path, "float8", "storage", "global", "dtype")
@@ -321,7 +324,7 @@ def test_truncated_files_with_pure_python_pickle_unpickler(container: str, tmp_p
 def test_load_optimizer_state_never_raises(tmp_path: Path) -> None:
     pt = tmp_path / "good.pt"
     lib_hypernet.create("good", sizes=[8], seed=0).save(pt)
-    optim = Path(lib_hypernet.optim_path(pt))
+    optim = Path(optim_path(pt))
     bad_contents = {
         "empty": b"",
         "random": bytes(range(256)) * 8,
@@ -368,7 +371,7 @@ def test_fifo_and_directory_are_refused_without_blocking(tmp_path: Path) -> None
             lib_hypernet.check_torch_file(path)
         with pytest.raises(lib_hypernet.HypernetFileError):
             lib_hypernet.load(path)
-        assert lib_hypernet.a1111_zip_entries_rejected(path)
+        assert a1111_zip_entries_rejected(path)
 
 
 def test_file_that_shrinks_while_read(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ import torch
 from hn_testutil import TouchViaOpen
 
 import lib_hypernet
-from lib_hypernet.hashing import legacy_model_hash
+from lib_hypernet.formats.hashing import legacy_model_hash
+from lib_hypernet.formats.optim import optim_path
 
 MIB = 1024 * 1024
 
@@ -50,7 +51,7 @@ def _write_optim(pt: Path, stored_hash: Any, state: dict | None = None, **extra:
     if stored_hash is not ...:
         data["hash"] = stored_hash
     data.update(extra)
-    torch.save(data, lib_hypernet.optim_path(pt))
+    torch.save(data, optim_path(pt))
 
 
 def test_save_then_load_ok(small: tuple[lib_hypernet.Hypernetwork, Path]) -> None:
@@ -58,9 +59,9 @@ def test_save_then_load_ok(small: tuple[lib_hypernet.Hypernetwork, Path]) -> Non
     state = _adamw_state(hn)
     stored = lib_hypernet.save_optimizer_state(pt, state, "AdamW")
     assert stored == lib_hypernet.shorthash(pt)
-    assert lib_hypernet.optim_path(pt) == str(pt) + ".optim"
+    assert optim_path(pt) == str(pt) + ".optim"
 
-    raw = torch.load(lib_hypernet.optim_path(pt), weights_only=True)
+    raw = torch.load(optim_path(pt), weights_only=True)
     assert list(raw) == ["optimizer_name", "hash", "optimizer_state_dict"]  # A1111's layout
 
     result = lib_hypernet.load_optimizer_state(pt)
@@ -105,7 +106,7 @@ def test_each_copy_matches_its_own_pt(small: tuple[lib_hypernet.Hypernetwork, Pa
     assert b.stored_hash == lib_hypernet.shorthash(second)
 
     # A1111's behaviour (the first .optim copied next to the second file) is detected as stale
-    shutil.copy(lib_hypernet.optim_path(first), lib_hypernet.optim_path(second))
+    shutil.copy(optim_path(first), optim_path(second))
     assert lib_hypernet.load_optimizer_state(second).status == "stale"
 
 
@@ -168,7 +169,7 @@ def test_optim_without_hash_is_stale(stored: Any, small: tuple[lib_hypernet.Hype
 )
 def test_garbage_optim_is_unreadable(content: bytes, small: tuple[lib_hypernet.Hypernetwork, Path]) -> None:
     _, pt = small
-    Path(lib_hypernet.optim_path(pt)).write_bytes(content)
+    Path(optim_path(pt)).write_bytes(content)
     result = lib_hypernet.load_optimizer_state(pt)
     assert result.status == "unreadable"
     assert result.state_dict is None
@@ -177,7 +178,7 @@ def test_garbage_optim_is_unreadable(content: bytes, small: tuple[lib_hypernet.H
 @pytest.mark.parametrize("obj", [[1, 2], {"hash": "abc"}, {"optimizer_state_dict": [1]}], ids=["list", "no-state", "bad-state"])
 def test_wrong_optim_structure_is_unreadable(obj: Any, small: tuple[lib_hypernet.Hypernetwork, Path]) -> None:
     _, pt = small
-    torch.save(obj, lib_hypernet.optim_path(pt))
+    torch.save(obj, optim_path(pt))
     assert lib_hypernet.load_optimizer_state(pt).status == "unreadable"
 
 

@@ -1,4 +1,4 @@
-"""lib_hypernet.prompt_tags on the case table shared with javascript/hypernet.js (tests/js/, run here too)."""
+"""lib_hypernet.prompt.edit on the case table shared with javascript/hypernet.js (tests/js/, run here too)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lib_hypernet import prompt_tags as pt
-from lib_hypernet.tags import names_in_prompt, parse_items
+from lib_hypernet.prompt import edit as pt
+from lib_hypernet.prompt.grammar import names_in_prompt, parse_items
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = json.loads((ROOT / "tests" / "fixtures" / "tag_cases.json").read_text(encoding="utf-8"))
@@ -23,7 +23,7 @@ def test_find_tags(case: dict) -> None:
 
 @pytest.mark.parametrize("case", CASES["find"], ids=lambda c: repr(c["prompt"])[:60])
 def test_find_tags_agrees_with_the_webui_grammar(case: dict) -> None:
-    """Same tags as lib_hypernet.tags finds, valid exactly when parse_items (what the webui applies) accepts them."""
+    """Same tags as lib_hypernet.prompt.grammar finds, valid exactly when parse_items (what the webui applies) accepts them."""
     tags = pt.find_tags(case["prompt"])
     assert [t.text[len("<hypernet:"):-1].split(":")[0] for t in tags] == names_in_prompt(case["prompt"])
     for tag in tags:

@@ -13,6 +13,7 @@ import torch
 from hn_testutil import assert_hypernetworks_equal, fixture_pt_params, typed
 
 import lib_hypernet
+from lib_hypernet.model.create import WEIGHT_INITIALIZATIONS
 
 SIZES = [8, 16]
 
@@ -38,7 +39,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "activate_output_sigmoid": {"activation_func": "sigmoid", "activate_output": True},
     "swish_actout_ln": {"activation_func": "swish", "activate_output": True, "is_layer_norm": True},
     "optional_info": {"activation_func": "elu", "optional_info": "made by a test ✓"},
-    **{f"init_{w}": {"activation_func": "relu", "weight_initialization": w} for w in lib_hypernet.WEIGHT_INITIALIZATIONS},
+    **{f"init_{w}": {"activation_func": "relu", "weight_initialization": w} for w in WEIGHT_INITIALIZATIONS},
     "init_kaiming_leaky": {"activation_func": "leakyrelu", "weight_initialization": "KaimingNormal"},
 }
 
@@ -183,7 +184,7 @@ def test_seed_reproducible() -> None:
     assert not torch.equal(a.layers[8][0].linear[0].weight, a.layers[8][1].linear[0].weight)
 
 
-@pytest.mark.parametrize("scheme", lib_hypernet.WEIGHT_INITIALIZATIONS)
+@pytest.mark.parametrize("scheme", WEIGHT_INITIALIZATIONS)
 def test_seed_reproducible_every_init(scheme: str) -> None:
     a = lib_hypernet.create("a", sizes=[8], activation_func="relu", weight_initialization=scheme, seed=7)
     b = lib_hypernet.create("a", sizes=[8], activation_func="relu", weight_initialization=scheme, seed=7)

@@ -12,6 +12,7 @@ import torch
 from hn_testutil import OPEN_GLOBALS, SYSTEM_GLOBALS, TouchViaOpen, TouchViaSystem, raw_torch_load
 
 import lib_hypernet
+from lib_hypernet.formats.optim import optim_path
 
 PAYLOADS = {"system": (TouchViaSystem, SYSTEM_GLOBALS), "open": (TouchViaOpen, OPEN_GLOBALS)}
 CONTAINERS = {"zip": True, "legacy": False}
@@ -77,7 +78,7 @@ def test_malicious_optim_is_unreadable_and_never_runs(container: str, payload: s
     pt = tmp_path / "good.pt"
     lib_hypernet.create("good", sizes=[8], activation_func="relu", seed=0).save(pt)
     evil = {"optimizer_name": "AdamW", "hash": lib_hypernet.shorthash(pt), "optimizer_state_dict": {"x": cls(marker)}}
-    _save(evil, Path(lib_hypernet.optim_path(pt)), CONTAINERS[container])
+    _save(evil, Path(optim_path(pt)), CONTAINERS[container])
 
     hn = lib_hypernet.load(pt)  # the .optim beside it is never read for inference
     assert hn.widths == [8]

@@ -17,6 +17,7 @@ from engine_util import make_hn, make_unet, reference_output, run_unet, unet_inp
 
 import lib_hypernet
 from lib_hypernet.engine.kernels import weights_version
+from lib_hypernet.model.hypernetwork import from_state_dict
 
 MODES: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "grad": contextlib.nullcontext,
@@ -81,7 +82,7 @@ def test_inference_tensors_handed_in_become_ordinary(saved):
         raw = {k: tuple({n: t.clone() for n, t in sd.items()} for sd in v) if isinstance(k, int) else v
                for k, v in raw.items()}
         assert all(t.is_inference() for k, v in raw.items() if isinstance(k, int) for sd in v for t in sd.values())
-    hn = lib_hypernet.from_state_dict(raw, name="handed-in")
+    hn = from_state_dict(raw, name="handed-in")
     assert not any(p.is_inference() for p in hn.parameters())
     weights_version(hn.layers[hn.widths[0]])  # a version counter exists
 

@@ -174,7 +174,7 @@ def test_the_report_says_what_the_last_generation_did(app):
 
 
 def test_unticked_switch_leaves_the_prompts_tags_out_and_says_so(app):
-    from lib_hypernet import infotext
+    from lib_hypernet.prompt import infotext
 
     prompt = "<hypernet:anime:0.8>a cat"
     none = wu.gen()
@@ -202,7 +202,7 @@ def test_unticked_switch_leaves_the_prompts_tags_out_and_says_so(app):
 
 
 def test_report_kinds():
-    from lib_hypernet.ui.report import GenerationReport, kind_of
+    from lib_hypernet.library.report import GenerationReport, kind_of
 
     assert kind_of("Hypernet x changed self-attention only on this SDXL model: …")[0] == "self_only"
     assert kind_of("Hypernet x matched no attention layer on this SD1 model")[0] == "matched_nothing"

@@ -15,9 +15,10 @@ import torch
 from hn_testutil import TouchViaSystem
 
 import lib_hypernet
-from lib_hypernet.description import ModelFacts
-from lib_hypernet.examples import EXAMPLES, make_examples
-from lib_hypernet.library import HypernetLibrary
+from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
+from lib_hypernet.library.description import ModelFacts
+from lib_hypernet.library.examples import EXAMPLES, make_examples
+from lib_hypernet.library.folder import HypernetLibrary
 from lib_hypernet.ui import COLUMNS, LibraryPanel, LibrarySource, SendTarget, build_library_panel, compat
 from lib_hypernet.ui.__main__ import main
 from lib_hypernet.ui.library_panel import matches, row_of
@@ -208,7 +209,7 @@ def test_convert_in_a_subfolder_selects_the_safetensors_and_reports_no_clash(
     """``styles/act_gelu.pt`` → ``.safetensors`` is the README's normal case: no "files are named" warning (its
     ``<hypernet:styles/act_gelu>`` could not reach the .pt), and the detail shows the file the plain name is now."""
     panel.view()
-    with caplog.at_level("INFO", logger="lib_hypernet.library"):
+    with caplog.at_level("INFO", logger="lib_hypernet.library.folder"):
         out = panel.on_convert("act_gelu", False, "", "name", False)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     _table, _names, files, status, detail, result_for, message = out
@@ -235,7 +236,7 @@ def test_a_real_clash_beside_a_conversion_suggests_names_that_resolve(
     shutil.copyfile(folder / "act_relu.pt", folder / "other" / "act_gelu.pt")
     lib_hypernet.convert_file(folder / "styles" / "act_gelu.pt", folder / "styles" / "act_gelu.safetensors")
     library = HypernetLibrary(folder)
-    with caplog.at_level("WARNING", logger="lib_hypernet.library"):
+    with caplog.at_level("WARNING", logger="lib_hypernet.library.folder"):
         library.refresh()
     (warning,) = [r.getMessage() for r in caplog.records]
     tags = re.findall(r"<hypernet:([^>]+)>", warning)
@@ -251,7 +252,7 @@ def test_repair_asks_then_rewrites_in_the_legacy_format(panel: LibraryPanel, fol
     assert "tick 'Overwrite' to confirm" in message and path.read_bytes() == original
     message = panel.on_repair("act_relu", True, "", "name", False)[-1]
     assert message.startswith("Re-wrote act_relu"), message
-    assert lib_hypernet.a1111_zip_entries_rejected(path) == []
+    assert a1111_zip_entries_rejected(path) == []
     desc = panel.source.describe("act_relu")
     assert desc is not None and desc.a1111_loadable is True and desc.warnings == []
 
@@ -351,7 +352,7 @@ def test_examples_are_small_and_cover_the_cases(tmp_path: Path) -> None:
 
 
 def test_matches_and_row_of_a_failed_file(tmp_path: Path) -> None:
-    from lib_hypernet.description import describe_file
+    from lib_hypernet.library.description import describe_file
 
     desc = describe_file(tmp_path / "nothing.pt")
     assert matches(desc, "") and matches(desc, "error") and not matches(desc, "relu")

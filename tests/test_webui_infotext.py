@@ -227,7 +227,7 @@ def test_paste_back_prefers_the_renamed_file_over_a_converted_copy(tmp_path, cap
         wu.lib_hypernet.convert_file(pt, os.path.join(wu.hn_dir(), "hn_a_conv.safetensors"),
                                      source_sha256=wu.lib_hypernet.sha256(pt))
         os.rename(pt, os.path.join(wu.hn_dir(), "hn_a_renamed.pt"))
-        with caplog.at_level("WARNING", logger="lib_hypernet.service"):
+        with caplog.at_level("WARNING", logger="lib_hypernet.library.service"):
             params = wu.webui.paste_infotext(text)
         assert params["Prompt"] == "<hypernet:hn_a_renamed:0.8>a cat"
         notes = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from lib_hypernet.examples import make_examples  # noqa: E402
+from lib_hypernet.library.examples import make_examples  # noqa: E402
 from lib_hypernet.ui.standalone import build_app, make_source  # noqa: E402
 
 

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from ..hypernetwork import Hypernetwork
-from ..strength import StrengthLike
-from ..tensor_modes import version_counter
+from ..model.hypernetwork import Hypernetwork
+from ..model.tensor_modes import version_counter
 from .runner import _PLANS, CROSS_CACHE_SIZE, StackRunner, make_entries
 from .sites import AttentionSite, find_attention_sites
+from .strength import StrengthLike
 
 log = logging.getLogger(__name__)
 

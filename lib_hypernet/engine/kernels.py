@@ -22,9 +22,9 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 
-from ..activations import ELEMENTWISE
-from ..module import HypernetworkModule
-from ..tensor_modes import ordinary_tensors, version_counter
+from ..model.activations import ELEMENTWISE
+from ..model.module import HypernetworkModule
+from ..model.tensor_modes import ordinary_tensors, version_counter
 
 _INPLACE_ACTIVATIONS = {
     "relu": torch.relu_,

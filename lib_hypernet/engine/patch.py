@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from ..hypernetwork import Hypernetwork
-from ..strength import StrengthLike
+from ..model.hypernetwork import Hypernetwork
 from .runner import StackRunner, make_entries
+from .strength import StrengthLike
 
 KINDS = {"attn1": "self", "attn2": "cross"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..strength import Strength
+from .strength import Strength
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ from typing import Any
 import torch
 
 from .._compat import autocast_dtype
-from ..apply import run_module
-from ..hypernetwork import Hypernetwork
-from ..strength import Strength, StrengthLike, as_strength
-from ..tensor_modes import version_counter
+from ..model.hypernetwork import Hypernetwork
+from ..model.tensor_modes import version_counter
 from .kernels import CompiledPair, weights_version
+from .reference import run_module
 from .report import EntryReport
+from .strength import Strength, StrengthLike, as_strength
 
 CROSS_CACHE_SIZE = 8
 

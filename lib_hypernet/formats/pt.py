@@ -18,8 +18,8 @@ import torch
 
 from .._compat import safe_globals
 from ..errors import HypernetFileError, HypernetFormatError, UnsafeFileError
-from ..fileio import atomic_write
 from . import pt_legacy_writer
+from .fileio import atomic_write
 from .fileview import open_regular
 from .safe_unpickle import inspect_open_file
 

@@ -33,8 +33,8 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
 from ..errors import HypernetFileError, HypernetFormatError
-from ..fields import METADATA_FIELDS
-from ..fileio import atomic_write
+from .fileio import atomic_write
+from .metadata import METADATA_FIELDS
 from .pickle_scan import check_nesting
 
 FORMAT_MARKER = "a1111-hypernetwork"
@@ -45,7 +45,7 @@ FIELDS = METADATA_FIELDS  # the A1111 keys stored as JSON metadata (one list for
 _KEY_RE = re.compile(r"(0|[1-9][0-9]*)\.([kv])\.(linear\.(?:0|[1-9][0-9]*)\.(?:weight|bias))", re.ASCII)
 _LOOSE_KEY_RE = re.compile(r"\s*\d+\s*\.\s*[kv]\s*\.", re.UNICODE)
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-# safetensors dtype names of the weight dtypes a hypernetwork may hold (see hypernetwork.WEIGHT_DTYPES).
+# safetensors dtype names of the weight dtypes a hypernetwork may hold (see model.decode.WEIGHT_DTYPES).
 WEIGHT_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64}
 _MAX_WIDTH = 1 << 31
 _MAX_METADATA_NESTING = 32

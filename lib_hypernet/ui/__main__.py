@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import HypernetError
-from ..examples import make_examples
+from ..library.examples import make_examples
 from .standalone import build_app, cache_dir, default_examples_dir, make_source
 
 

@@ -3,7 +3,7 @@
 :class:`LibraryPanel` holds the Python function behind each event (tests call them
 directly); :func:`build_library_panel` lays out the gradio components and wires them.
 The same code serves the webui's Hypernetworks tab and the standalone page: only the
-:class:`~lib_hypernet.ui.source.LibrarySource` differs.
+:class:`~lib_hypernet.library.source.LibrarySource` differs.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any
 
 import gradio as gr
 
-from ..activations import creatable_activations
-from ..description import FileDescription
 from ..errors import HypernetError
-from ..hypernetwork import WEIGHT_INITIALIZATIONS
-from ..tags import format_tag
+from ..library.description import FileDescription
+from ..library.source import ActionError, LibrarySource
+from ..model.activations import creatable_activations
+from ..model.create import WEIGHT_INITIALIZATIONS
+from ..prompt.writer import format_tag
 from . import compat
-from .source import ActionError, LibrarySource
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,11 @@ from typing import Any
 
 import gradio as gr
 
-from ..description_cache import DescriptionCache
-from ..hashing import HashCache
-from ..library import HypernetLibrary
+from ..library.caches import DescriptionCache, HashCache
+from ..library.folder import HypernetLibrary
+from ..library.source import LibrarySource
 from . import compat
 from .library_panel import PANEL_CSS, build_library_panel
-from .source import LibrarySource
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]

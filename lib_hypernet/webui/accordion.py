@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 from modules import shared
 
-from lib_hypernet import infotext
+from lib_hypernet.prompt import infotext
 from lib_hypernet.ui import accordion as rows_ui
 
 from . import settings

@@ -2,7 +2,7 @@
 
 The built-in page is dropped from ``ui_extra_networks.extra_pages`` by name in ``on_before_ui`` and ours
 is registered under the same title (a second page of that name would break the webui's routes and ids).
-Cards come from what is known without reading files (:class:`lib_hypernet.ui.file_facts.FileFacts`:
+Cards come from what is known without reading files (:class:`lib_hypernet.library.facts.FileFacts`:
 cached hashes and summaries; the rest is computed in a background thread).  A card click toggles the tag
 through ``sdHypernet.cardClicked`` (``item["onclick"]``): A1111's own removal regex misses
 ``<hypernet:x:-0.5>``, ``<hypernet:x>`` and named arguments, and throws on names like ``style(v2``.
@@ -21,10 +21,10 @@ from modules import shared, ui_extra_networks
 from modules.ui_extra_networks_user_metadata import UserMetadataEditor
 
 from lib_hypernet.errors import HypernetError
-from lib_hypernet.fileio import atomic_write
-from lib_hypernet.prompt_tags import format_number, parse_number
+from lib_hypernet.formats.fileio import atomic_write
+from lib_hypernet.library.facts import FileFacts
+from lib_hypernet.prompt.edit import format_number, parse_number
 from lib_hypernet.ui import compat
-from lib_hypernet.ui.file_facts import FileFacts
 
 from . import settings
 from .extension import HypernetExtension

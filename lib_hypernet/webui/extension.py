@@ -15,13 +15,14 @@ import torch
 from modules import shared
 
 import lib_hypernet
-from lib_hypernet import infotext
-from lib_hypernet.description import ModelFacts
-from lib_hypernet.description_cache import DescriptionCache
-from lib_hypernet.library import HypernetLibrary
-from lib_hypernet.service import CONTEXT_WIDTHS, HypernetService, Prepared
-from lib_hypernet.ui.file_facts import FileFacts
-from lib_hypernet.ui.report import GenerationReport
+from lib_hypernet.engine import HypernetHandle
+from lib_hypernet.library.caches import DescriptionCache, HashCache
+from lib_hypernet.library.description import ModelFacts
+from lib_hypernet.library.facts import FileFacts
+from lib_hypernet.library.folder import HypernetLibrary
+from lib_hypernet.library.report import GenerationReport
+from lib_hypernet.library.service import CONTEXT_WIDTHS, HypernetService, Prepared
+from lib_hypernet.prompt import infotext
 
 from . import settings
 
@@ -32,7 +33,7 @@ SWITCH_ATTR = "hypernet_switch_off"
 SWITCH_OFF_MESSAGE = ("Hypernetworks off: the Hypernetworks panel's checkbox is unticked, "
                       "so the prompt's <hypernet:…> tags were not applied")
 
-Handle = Union[lib_hypernet.HypernetHandle, lib_hypernet.HypernetPatch]
+Handle = Union[HypernetHandle, lib_hypernet.HypernetPatch]
 """What applies the stack: hooks on the UNet (A1111, reForge) or the attention patches (Forge 2)."""
 
 
@@ -70,7 +71,7 @@ class HypernetExtension:
     """The library of files, and the handle on the current model's UNet."""
 
     def __init__(self) -> None:
-        self.library = HypernetLibrary(None, hash_cache=lib_hypernet.HashCache.load(settings.hash_cache_path()),
+        self.library = HypernetLibrary(None, hash_cache=HashCache.load(settings.hash_cache_path()),
                                        description_cache=DescriptionCache.load(settings.description_cache_path()))
         self.service = HypernetService(self.library)
         self.handle: Handle | None = None

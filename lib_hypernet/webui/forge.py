@@ -23,7 +23,7 @@ from typing import Any
 
 import lib_hypernet
 from lib_hypernet.engine.patch import is_hypernet_patch
-from lib_hypernet.service import Prepared
+from lib_hypernet.library.service import Prepared
 
 from . import a1111, settings
 from .a1111 import ExtraNetworkHypernet, current

@@ -29,7 +29,8 @@ from modules import shared
 from pydantic import BaseModel
 
 import lib_hypernet
-from lib_hypernet.library import shorten
+from lib_hypernet.errors import HypernetNotFoundError
+from lib_hypernet.library.folder import shorten
 
 if TYPE_CHECKING:
     from .extension import HypernetExtension
@@ -138,7 +139,7 @@ def add_routes(app: Any, extension: HypernetExtension) -> None:
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return plain(fn(*args, **kwargs))
-        except lib_hypernet.HypernetNotFoundError as exc:
+        except HypernetNotFoundError as exc:
             raise HTTPException(status_code=404, detail=shorten(str(exc), 2000)) from exc
         except lib_hypernet.HypernetError as exc:
             raise HTTPException(status_code=400, detail=shorten(str(exc), 2000)) from exc

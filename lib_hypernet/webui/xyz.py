@@ -18,8 +18,8 @@ from typing import Any
 
 from modules import scripts
 
-from lib_hypernet import prompt_tags
 from lib_hypernet.errors import HypernetNotFoundError
+from lib_hypernet.prompt import edit as prompt_tags
 
 from . import settings
 

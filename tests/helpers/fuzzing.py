@@ -52,6 +52,7 @@ from hypothesis import seed as hypothesis_seed  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import lib_hypernet  # noqa: E402
+from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected  # noqa: E402
 
 INTERESTING = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 0x10000000, (1 << 63) - 1,
                (1 << 64) - 1, 1 << 31, 1 << 40]
@@ -364,7 +365,7 @@ class Fuzzer:
             if suffix == ".pt":
                 calls.append(("check_torch_file", lambda: lib_hypernet.check_torch_file(path)))
                 calls.append(("a1111_zip_entries_rejected", lambda: _never_raises(
-                    lib_hypernet.a1111_zip_entries_rejected(path))))
+                    a1111_zip_entries_rejected(path))))
         for name, call in calls:
             try:
                 call()

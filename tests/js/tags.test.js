@@ -1,4 +1,4 @@
-// The tag grammar of javascript/hypernet.js against the case table lib_hypernet/prompt_tags.py passes too.
+// The tag grammar of javascript/hypernet.js against the case table lib_hypernet/prompt/edit.py passes too.
 // Run: node --test tests/js/   (tests/test_prompt_tags.py runs this as part of pytest)
 "use strict";
 const test = require("node:test");

@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
-from .convert import convert_file
-from .errors import HypernetFileError
-from .fileio import atomic_write
-from .hypernetwork import Hypernetwork, create
-from .optim import save_optimizer_state
+from ..errors import HypernetFileError
+from ..formats.fileio import atomic_write
+from ..formats.optim import save_optimizer_state
+from ..model.create import create
+from ..model.hypernetwork import Hypernetwork
+from .actions import convert_file
 
 
 @dataclass(frozen=True)

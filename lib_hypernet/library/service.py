@@ -13,15 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import infotext
+from ..engine.report import EntryReport
+from ..engine.strength import Strength
+from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError
+from ..formats.hashing import legacy_hash_is_meaningful, legacy_model_hash
+from ..model.hypernetwork import Hypernetwork
+from ..prompt import infotext
+from ..prompt.grammar import HypernetRequest, TagError, parse_items, rename_in_prompt
+from ..prompt.writer import format_tag
 from .description import CONTEXT_WIDTHS, ModelFacts
-from .engine.report import EntryReport
-from .errors import HypernetError, HypernetFileError, HypernetNotFoundError
-from .hashing import legacy_hash_is_meaningful, legacy_model_hash
-from .hypernetwork import Hypernetwork
-from .library import HypernetFile, HypernetLibrary
-from .strength import Strength
-from .tags import HypernetRequest, TagError, format_tag, parse_items, rename_in_prompt
+from .folder import HypernetFile, HypernetLibrary
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ class HypernetService:
 
     # ------------------------------------------------------------------ API
     def list(self, *, refresh: bool = False, model: ModelFacts | None = None) -> list[dict[str, Any]]:
-        """The :class:`~lib_hypernet.description.FileDescription` of every file, as plain JSON (never raises)."""
+        """The :class:`~lib_hypernet.library.description.FileDescription` of every file, as plain JSON (never raises)."""
         if refresh or not self.library.refreshed:
             self.library.refresh()
         return [self.library.describe(f, with_hash=True).to_json(model) for f in list(self.library.files.values())]
@@ -261,7 +262,7 @@ class HypernetService:
         A target that is a directory, a bad source file, or a target outside the hypernetwork
         folder (through a symlink) raises :class:`HypernetError`.
         """
-        from .convert import convert_file  # only a conversion needs it (start-up stays light)
+        from .actions import convert_file  # only a conversion needs it (start-up stays light)
 
         file = self.library.find(name)
         if file.format != "pt":

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .apply import apply_hypernetworks
-from .errors import HypernetFileError, HypernetFormatError
-from .formats import format_of
-from .hashing import sha256
-from .hypernetwork import Hypernetwork, load
-from .optim import OptimizerState, load_optimizer_state, optim_path, save_optimizer_state
+from ..engine.reference import apply_hypernetworks
+from ..errors import HypernetFileError, HypernetFormatError
+from ..formats import format_of
+from ..formats.hashing import sha256
+from ..formats.optim import OptimizerState, load_optimizer_state, optim_path, save_optimizer_state
+from ..model.hypernetwork import Hypernetwork, load
 
 PROBE_SEED = 1234
 PROBE_SHAPE = (2, 5)  # batch, tokens; the width is appended

@@ -20,13 +20,13 @@ from typing import Any
 
 import torch
 
-from .errors import HypernetError, HypernetFileError, UnsafeFileError
-from .formats import format_of
-from .formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
-from .hashing import SHORTHASH_LENGTH, legacy_hash_is_meaningful, legacy_model_hash, sha256
-from .hypernetwork import Hypernetwork, load
-from .module import layer_widths
-from .optim import load_optimizer_state, optim_path
+from ..errors import HypernetError, HypernetFileError, UnsafeFileError
+from ..formats import format_of
+from ..formats.hashing import SHORTHASH_LENGTH, legacy_hash_is_meaningful, legacy_model_hash, sha256
+from ..formats.optim import load_optimizer_state, optim_path
+from ..formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
+from ..model.hypernetwork import Hypernetwork, load
+from ..model.module import layer_widths
 
 SCHEMA_VERSION = 1
 

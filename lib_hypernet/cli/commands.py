@@ -18,20 +18,17 @@ from typing import Any, TextIO
 
 import torch
 
-from . import __version__
-from .activations import creatable_activations
-from .convert import PROBE_SHAPE, convert_file, probe_outputs
-from .description import describe_file
-from .errors import HypernetError, HypernetFileError
-from .formats.safe_unpickle import a1111_zip_entries_rejected
-from .hashing import (
-    LEGACY_HASH_OF_SMALL_FILES,
-    SHORTHASH_LENGTH,
-    legacy_model_hash,
-    sha256,
-)
-from .hypernetwork import WEIGHT_INITIALIZATIONS, Hypernetwork, all_finite, create, load
-from .optim import load_optimizer_state, optim_path
+from .. import __version__
+from ..errors import HypernetError, HypernetFileError
+from ..formats.hashing import LEGACY_HASH_OF_SMALL_FILES, SHORTHASH_LENGTH, legacy_model_hash, sha256
+from ..formats.optim import load_optimizer_state, optim_path
+from ..formats.safe_unpickle import a1111_zip_entries_rejected
+from ..library.actions import PROBE_SHAPE, convert_file, probe_outputs
+from ..library.description import describe_file
+from ..model.activations import creatable_activations
+from ..model.create import WEIGHT_INITIALIZATIONS, create
+from ..model.decode import all_finite
+from ..model.hypernetwork import Hypernetwork, load
 from .progress import ProgressBar, should_show
 
 SD1_SIZES = (768, 320, 640, 1280)
@@ -131,7 +128,7 @@ def hash_files(paths: Sequence[str], force_progress: bool | None) -> dict[str, s
 
 # --------------------------------------------------------------------- info
 def inspect_file(path: str, digest: str | HypernetError | None = None) -> dict[str, Any]:
-    """Everything ``info`` reports about one file: its :class:`~lib_hypernet.description.FileDescription`
+    """Everything ``info`` reports about one file: its :class:`~lib_hypernet.library.description.FileDescription`
     as JSON (``ok`` false and ``error`` set on failure)."""
     return describe_file(path, digest=digest).to_json()
 
@@ -434,8 +431,8 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------- examples
 def cmd_examples(args: argparse.Namespace) -> int:
-    """The standalone panel's example folder (:mod:`lib_hypernet.examples`, a few MB); existing files are kept."""
-    from .examples import EXAMPLES, make_examples
+    """The standalone panel's example folder (:mod:`lib_hypernet.library.examples`, a few MB); existing files are kept."""
+    from ..library.examples import EXAMPLES, make_examples
 
     written = set(make_examples(args.out))
     for example in EXAMPLES:

@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError
+from ..formats import SUFFIXES, format_of
+from ..formats.fileio import TEMP_FILE_RE, remove_stale_temp_files
+from ..formats.hashing import SHORTHASH_LENGTH
+from ..model.hypernetwork import Hypernetwork, load
+from .caches import DescriptionCache, HashCache
 from .description import FileDescription, describe_file
-from .description_cache import DescriptionCache
-from .errors import HypernetError, HypernetFileError, HypernetNotFoundError
-from .fileio import TEMP_FILE_RE, remove_stale_temp_files
-from .formats import SUFFIXES, format_of
-from .hashing import SHORTHASH_LENGTH, HashCache
-from .hypernetwork import Hypernetwork, load
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HypernetError
-from .strength import Strength
+from ..engine.strength import Strength
+from ..errors import HypernetError
 
 NAMED_ARGUMENTS = ("self", "cross", "start", "stop", "m", "strength")
 TAG_RE = re.compile(r"<hypernet:([^:>]+)((?::[^>]*)?)>")
@@ -105,26 +105,6 @@ def parse_items(items: Sequence[Any], default_multiplier: float = 1.0) -> Hypern
     if start >= stop:
         raise TagError(f"{text}: start ({start:g}) must be before stop ({stop:g})")
     return HypernetRequest(name, Strength(self_attn, cross_attn, start, stop), text)
-
-
-def format_tag(name: str, strength: Strength | float) -> str:
-    """The tag text for ``name`` at ``strength`` (the shortest form that means the same)."""
-    if not isinstance(strength, Strength):
-        return f"<hypernet:{name}:{_fmt(float(strength))}>"
-    items = [name]
-    if strength.self_attn == strength.cross_attn:
-        items.append(_fmt(strength.cross_attn))
-    else:
-        items += [_fmt(strength.cross_attn), f"self={_fmt(strength.self_attn)}"]
-    if strength.start != 0.0:
-        items.append(f"start={_fmt(strength.start)}")
-    if strength.stop != 1.0:
-        items.append(f"stop={_fmt(strength.stop)}")
-    return format_items(items)
-
-
-def _fmt(value: float) -> str:
-    return f"{value:g}" if value == float(f"{value:g}") else repr(value)
 
 
 def rename_in_prompt(prompt: str, renames: dict[str, str]) -> str:

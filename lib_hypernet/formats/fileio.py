@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
-from .errors import HypernetFileError
+from ..errors import HypernetFileError
 
 log = logging.getLogger(__name__)
 

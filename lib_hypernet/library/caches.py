@@ -1,73 +1,127 @@
-"""File hashes as A1111 computes them, and a path-keyed hash cache.
+"""File descriptions cached by absolute path, valid while size, ``mtime_ns`` (and the ``.optim``'s) are unchanged.
 
-* :func:`sha256` — the whole file in 1 MiB blocks (A1111's ``calculate_sha256``).
-* :func:`shorthash` — its first 10 hex characters (what A1111 shows for hypernetworks).
-* :func:`legacy_model_hash` — A1111's old 8-hex "model hash": sha256 of the 64 KiB at
-  offset 1 MiB.  Every file under 1 MiB gets ``e3b0c442`` (the hash of nothing).
-* :class:`HashCache` — sha256 values keyed by absolute path and validated by size and
-  ``mtime_ns`` (A1111 keys by name and compares mtime only, so replaced or same-stem
-  files return stale hashes).  It serialises to JSON so the webui glue can persist it.
+Persisted as JSON like the hash cache (``sd-webui-hypernet-summaries.json`` beside
+``sd-webui-hypernet-hashes.json``), so the tab, the dropdowns and the cards of a folder of
+a thousand files appear without loading every file again after a restart.  Saving merges
+with what another process wrote meanwhile and replaces the file atomically.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 import threading
-from collections.abc import Callable
 from typing import Any
 
-from .errors import HypernetFileError
-from .fileio import atomic_write, file_lock, remove_stale_temp_files
+from ..formats.fileio import atomic_write, file_lock, remove_stale_temp_files
+from ..formats.hashing import SHORTHASH_LENGTH, ProgressCallback, sha256
+from .description import SCHEMA_VERSION, FileDescription, optim_stamp
 
 log = logging.getLogger(__name__)
 
-BLOCK_SIZE = 1024 * 1024
-SHORTHASH_LENGTH = 10
-LEGACY_OFFSET = 0x100000
-LEGACY_LENGTH = 0x10000
-LEGACY_HASH_OF_SMALL_FILES = "e3b0c442"
-
-ProgressCallback = Callable[[int], None]
-"""Called with the number of bytes just hashed."""
+CACHE_VERSION = 1
 
 
-def sha256(path: str | os.PathLike[str], progress: ProgressCallback | None = None) -> str:
-    """Hex sha256 of the whole file."""
-    digest = hashlib.sha256()
+class DescriptionCache:
+    """Thread-safe map ``path → FileDescription`` checked against the file's stat on every read."""
+
+    def __init__(self, entries: dict[str, dict[str, Any]] | None = None) -> None:
+        self._entries: dict[str, dict[str, Any]] = dict(entries or {})
+        self._lock = threading.Lock()
+        self._forgotten: set[str] = set()
+        self.dirty = False
+
+    @staticmethod
+    def _key(path: str | os.PathLike[str]) -> str:
+        return os.path.abspath(os.fspath(path))
+
+    @staticmethod
+    def stamp(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
+        return {"size": size, "mtime_ns": mtime_ns, "optim": optim_stamp(path), "schema": SCHEMA_VERSION}
+
+    def get(self, path: str | os.PathLike[str], size: int, mtime_ns: int) -> FileDescription | None:
+        """The cached description if the file (``size``, ``mtime_ns``) and its ``.optim`` are unchanged."""
+        key = self._key(path)
+        with self._lock:
+            entry = self._entries.get(key)
+        if entry is None:
+            return None
+        want = self.stamp(key, size, mtime_ns)
+        if any(entry.get(k) != v for k, v in want.items()):
+            return None
+        try:
+            return FileDescription.from_json(entry["description"])
+        except (KeyError, TypeError):
+            return None
+
+    def put(self, desc: FileDescription) -> None:
+        """Remember ``desc`` (only descriptions of a file that could be stat-ed)."""
+        if desc.size is None or desc.mtime_ns is None:
+            return
+        key = self._key(desc.path)
+        entry = {**self.stamp(key, desc.size, desc.mtime_ns), "description": desc.to_json()}
+        with self._lock:
+            self._entries[key] = entry
+            self._forgotten.discard(key)
+            self.dirty = True
+
+    def forget_missing(self) -> None:
+        with self._lock:
+            gone = [p for p in self._entries if not os.path.exists(p)]
+            for p in gone:
+                del self._entries[p]
+            self._forgotten.update(gone)
+            self.dirty = self.dirty or bool(gone)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    # ------------------------------------------------------------------ persistence
+    def to_json(self) -> str:
+        with self._lock:
+            return json.dumps({"version": CACHE_VERSION, "entries": self._entries}, sort_keys=True)
+
+    @staticmethod
+    def _parse(text: str) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(text)
+            entries = data["entries"] if data.get("version") == CACHE_VERSION else {}
+        except (ValueError, AttributeError, KeyError, TypeError):
+            return {}
+        if not isinstance(entries, dict):
+            return {}
+        return {k: v for k, v in entries.items() if isinstance(k, str) and isinstance(v, dict)}
+
+    @classmethod
+    def from_json(cls, text: str) -> DescriptionCache:
+        return cls(cls._parse(text))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DescriptionCache:
+        """Read a cache file; a missing or unreadable one gives an empty cache."""
+        return cls(_read_description_entries(path))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically, keeping entries another process saved meanwhile (ours win on the same path)."""
+        on_disk = _read_description_entries(path)
+        with self._lock:
+            merged = {k: v for k, v in on_disk.items() if k not in self._forgotten}
+            merged.update(self._entries)
+            self._entries = merged
+            text = json.dumps({"version": CACHE_VERSION, "entries": merged}, sort_keys=True).encode("utf-8")
+        atomic_write(path, lambda f: f.write(text))
+        self.dirty = False
+
+
+def _read_description_entries(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     try:
-        with open(path, "rb") as f:
-            while block := f.read(BLOCK_SIZE):
-                digest.update(block)
-                if progress is not None:
-                    progress(len(block))
-    except OSError as exc:
-        raise HypernetFileError(f"cannot read for hashing: {exc.strerror or exc}", path) from exc
-    return digest.hexdigest()
-
-
-def shorthash(path: str | os.PathLike[str]) -> str:
-    """The first 10 hex characters of :func:`sha256` (A1111's hypernetwork short hash)."""
-    return sha256(path)[:SHORTHASH_LENGTH]
-
-
-def legacy_model_hash(path: str | os.PathLike[str]) -> str:
-    """A1111's legacy 8-hex model hash (sha256 of 64 KiB at offset 1 MiB)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(LEGACY_OFFSET)
-            data = f.read(LEGACY_LENGTH)
-    except OSError as exc:
-        raise HypernetFileError(f"cannot read for hashing: {exc.strerror or exc}", path) from exc
-    return hashlib.sha256(data).hexdigest()[:8]
-
-
-def legacy_hash_is_meaningful(path: str | os.PathLike[str]) -> bool:
-    """False for files of 1 MiB or less, whose legacy hash is the same for every file."""
-    return os.path.getsize(path) > LEGACY_OFFSET
+        with open(path, encoding="utf-8") as f:
+            return DescriptionCache._parse(f.read())
+    except (OSError, UnicodeDecodeError):
+        return {}
 
 
 class HashCache:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ._compat import autocast_dtype
-from .hypernetwork import Hypernetwork
+from .._compat import autocast_dtype
+from ..model.hypernetwork import Hypernetwork
 from .strength import StrengthLike, as_strength
 
 Stack = Sequence[tuple[Hypernetwork, StrengthLike]]

@@ -1,7 +1,7 @@
 """What the last generation did with its hypernetworks, as the panel beside the prompt shows it.
 
 Host-free: the webui glue records the names it applied and the messages it wrote into the infotext
-(:mod:`lib_hypernet.service` words them); this module sorts them into kinds and renders plain HTML.
+(:mod:`lib_hypernet.library.service` words them); this module sorts them into kinds and renders plain HTML.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import HypernetError, HypernetFileError
-from .formats import read_torch_file, write_torch_file
+from ..errors import HypernetError, HypernetFileError
+from . import read_torch_file, write_torch_file
 from .hashing import (
     LEGACY_HASH_OF_SMALL_FILES,
     SHORTHASH_LENGTH,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import HypernetError
-from ..library import HypernetFile, HypernetLibrary
+from .folder import HypernetFile, HypernetLibrary
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..convert import convert_file
-from ..description import FileDescription, ModelFacts
 from ..errors import HypernetError, HypernetFileError
-from ..library import HypernetFile, HypernetLibrary
+from .actions import convert_file
+from .description import FileDescription, ModelFacts
+from .folder import HypernetFile, HypernetLibrary
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class LibrarySource:
 
     def create(self, name: str, *, file_format: str = "pt", overwrite: bool = False, **options: Any) -> str:
         """Create a hypernetwork in the folder with A1111's options (the CLI's name rules); returns its name."""
-        from .. import cli  # the name rules and checks of ``hypernet create``
+        from ..cli import commands as cli  # the name rules and checks of ``hypernet create``
 
         if not self.library.root:
             raise ActionError("no hypernetwork folder is set")

@@ -1,6 +1,6 @@
 """A minimal byte-count progress bar for the command line (carriage-return redraw on stderr).
 
-Used by :mod:`lib_hypernet.cli` while hashing.  It draws nothing unless asked to;
+Used by :mod:`lib_hypernet.cli.commands` while hashing.  It draws nothing unless asked to;
 :func:`should_show` decides whether a bar is worth showing.
 """
 

@@ -2,7 +2,7 @@
 rename, add and remove tags.  ``javascript/hypernet.js`` implements the same functions for the webui's
 panel and cards; ``tests/fixtures/tag_cases.json`` holds the cases both must agree on.
 
-The grammar is :mod:`lib_hypernet.tags`' (what the webui applies): a tag is ``TAG_RE``'s match, its
+The grammar is :mod:`lib_hypernet.prompt.grammar`' (what the webui applies): a tag is ``TAG_RE``'s match, its
 items are the text after ``<hypernet:`` split on ``:``, the first item is the name.  Edits change only
 the item they concern, so the rest of a tag stays as the user wrote it, and an argument equal to its
 default is dropped (``<hypernet:x:0.8>`` stays plain).  Numbers are written like A1111's UI writes
@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from .tags import NAMED_ARGUMENTS, TAG_RE, TagError, parse_items
+from .grammar import NAMED_ARGUMENTS, TAG_RE, TagError, parse_items
 
 PREFIX = "<hypernet:"
 SEPARATOR = " "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from .tags import names_in_prompt
+from .grammar import names_in_prompt
 
 KEY = "Hypernet hashes"
 LEGACY_NAME_KEY = "Hypernet"

@@ -74,7 +74,7 @@ def build_layers(
     """The ``nn.Sequential`` contents of one module, in A1111's order.
 
     Raises ``ValueError``/``KeyError``/``TypeError`` on bad structure or activation;
-    :mod:`lib_hypernet.hypernetwork` turns those into :class:`HypernetFormatError`.
+    :mod:`lib_hypernet.model.hypernetwork` turns those into :class:`HypernetFormatError`.
     """
     if len(layer_structure) < 2 or layer_structure[0] != 1 or layer_structure[-1] != 1:
         raise ValueError(f"layer_structure must start and end with 1, got {list(layer_structure)}")
