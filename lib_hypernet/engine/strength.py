@@ -7,12 +7,25 @@ from dataclasses import dataclass
 from typing import Union
 
 
+class StrengthError(ValueError):
+    """A strength that can never apply as written; ``kind`` says why (the prompt grammar reports it as the tag's kind).
+
+    ``not_a_number``: a value is not a finite number; ``out_of_range``: ``start``/``stop`` outside 0..1;
+    ``start_not_before_stop``: the step range ``[start, stop)`` is empty, so the hypernetwork would never apply.
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 @dataclass(frozen=True)
 class Strength:
     """Strength for self-attention and cross-attention, active for a fraction of the sampling steps.
 
     The hypernetwork applies at sampling step ``i`` of ``n`` when
     ``start <= i / n < stop``.  ``Strength.uniform(0.8)`` is what a plain ``0.8`` means.
+    Raises :class:`StrengthError` for values that can never apply (``start >= stop`` included).
     """
 
     self_attn: float = 1.0
@@ -24,9 +37,18 @@ class Strength:
         for name in ("self_attn", "cross_attn", "start", "stop"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"strength {name} must be a finite number, got {value!r}")
-        if not 0.0 <= self.start <= 1.0 or not 0.0 <= self.stop <= 1.0:
-            raise ValueError(f"start and stop are fractions of the sampling steps (0..1), got {self.start}, {self.stop}")
+                raise StrengthError(f"strength {name} must be a finite number, got {value!r}", "not_a_number")
+        for name in ("start", "stop"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise StrengthError(
+                    f"{name} is a fraction of the sampling steps between 0 and 1, got {getattr(self, name):g}",
+                    "out_of_range",
+                )
+        if self.start >= self.stop:
+            raise StrengthError(
+                f"start ({self.start:g}) must be before stop ({self.stop:g}); otherwise it never applies",
+                "start_not_before_stop",
+            )
 
     @classmethod
     def uniform(cls, value: float) -> Strength:
