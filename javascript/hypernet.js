@@ -1,5 +1,7 @@
-// sd-webui-hypernet: the <hypernet:…> tag grammar (mirrors lib_hypernet/prompt/edit.py), the panel beside
-// the prompt (prompt ↔ rows, no Python round trip) and the Extra Networks card toggle.
+// sd-webui-hypernet: the <hypernet:…> tag grammar and writer (the twin of lib_hypernet/prompt/: grammar.py,
+// writer.py, edit.py; tests/fixtures/tag_cases.json holds the cases both must agree on, error kinds included),
+// the panel beside the prompt (prompt ↔ rows, no Python round trip), the Extra Networks card toggle and the
+// Hypernetworks tab's "send to txt2img/img2img".
 // One global: window.sdHypernet. Uses the webui's gradioApp(), updateInput() and onUiLoaded().
 /* global gradioApp, updateInput, onUiLoaded, opts */
 
@@ -8,7 +10,9 @@
 
     var PREFIX = "<hypernet:";
     var SEPARATOR = " ";
+    var SUFFIX = ">";
     var TAG_RE = /<hypernet:([^:>]+)((?::[^>]*)?)>/g;
+    // ASCII digits only (JavaScript's \d is ASCII; grammar.py compiles the same pattern with re.ASCII).
     var NUMBER_RE = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
     var NAMED = ["self", "cross", "start", "stop", "m", "strength"];
     var ARGUMENT_KEYS = ["strength", "self", "cross", "start", "stop"];
@@ -31,6 +35,14 @@
         return (text === "-0" || text === "") ? "0" : text;
     }
 
+    // A tag or a name the grammar refuses; `kind` is the word lib_hypernet.prompt.grammar.TagError.kind gives.
+    function tagError(message, kind) {
+        var error = new Error(message);
+        error.name = "TagError";
+        error.kind = kind;
+        return error;
+    }
+
     // ------------------------------------------------------------------ parsing
     function keyOf(item) {
         if (item.indexOf("=") < 0) return null;
@@ -51,35 +63,46 @@
         return values;
     }
 
-    // Why lib_hypernet.prompt.grammar.parse_items rejects these items (null when it accepts them).
-    function tagError(parts) {
-        if (!parts.length || !parts[0].trim()) return "the hypernetwork name is missing";
+    // Why lib_hypernet.prompt.grammar.parse_items rejects these items: {kind, message}, null when it accepts them.
+    function itemsError(parts) {
+        function refuse(message, kind) { return {kind: kind, message: message}; }
+        if (!parts.length || !parts[0].trim()) return refuse("the hypernetwork name is missing", "missing_name");
         var positional = [];
         var named = {};
         for (var i = 1; i < parts.length; i++) {
             var item = parts[i];
             if (item.indexOf("=") >= 0) {
                 var key = item.slice(0, item.indexOf("=")).trim().toLowerCase();
-                if (NAMED.indexOf(key) < 0) return "unknown argument " + key;
+                if (NAMED.indexOf(key) < 0) return refuse("unknown argument " + key + " (known: " + NAMED.join(", ") + ")", "unknown_argument");
                 if (key in named || ((key === "m" || key === "strength") && ("m" in named || "strength" in named))) {
-                    return "argument " + key + " given twice";
+                    return refuse("argument " + key + " given twice", "given_twice");
                 }
                 named[key] = valueOf(item);
             } else {
                 positional.push(item);
             }
         }
-        if (positional.length > 1) return "too many values";
-        if (positional.length && ("m" in named || "strength" in named)) return "the strength is given twice";
+        if (positional.length > 1) {
+            return refuse("too many values; write <hypernet:NAME:STRENGTH> and name the others, e.g. self=0.5, stop=0.6", "too_many_values");
+        }
+        if (positional.length && ("m" in named || "strength" in named)) return refuse("the strength is given twice", "strength_twice");
         var raw = positional.length ? positional[0] : ("m" in named ? named.m : named.strength);
         var checks = [["the strength", raw], ["self", named.self], ["cross", named.cross], ["start", named.start], ["stop", named.stop]];
         for (var j = 0; j < checks.length; j++) {
-            if (checks[j][1] !== undefined && parseNumber(checks[j][1]) === null) return checks[j][0] + " must be a number";
+            if (checks[j][1] !== undefined && parseNumber(checks[j][1]) === null) {
+                return refuse(checks[j][0] + " must be a number like 0.8, got " + JSON.stringify(checks[j][1]), "not_a_number");
+            }
         }
-        var start = named.start !== undefined ? parseNumber(named.start) : 0;
-        var stop = named.stop !== undefined ? parseNumber(named.stop) : 1;
-        if (start < 0 || start > 1 || stop < 0 || stop > 1) return "start and stop are fractions between 0 and 1";
-        if (start >= stop) return "start must be before stop";
+        // lib_hypernet.engine.strength.Strength's rule: start and stop in 0..1, start before stop
+        var range = {start: named.start !== undefined ? parseNumber(named.start) : 0, stop: named.stop !== undefined ? parseNumber(named.stop) : 1};
+        var ends = ["start", "stop"];
+        for (var k = 0; k < ends.length; k++) {
+            var value = range[ends[k]];
+            if (value < 0 || value > 1) return refuse(ends[k] + " is a fraction of the sampling steps between 0 and 1, got " + value, "out_of_range");
+        }
+        if (range.start >= range.stop) {
+            return refuse("start (" + range.start + ") must be before stop (" + range.stop + "); otherwise it never applies", "start_not_before_stop");
+        }
         return null;
     }
 
@@ -89,10 +112,10 @@
         var m;
         while ((m = re.exec(prompt)) !== null) {
             var text = m[0];
-            var parts = text.slice(PREFIX.length, -1).split(":");
+            var parts = text.slice(PREFIX.length, -SUFFIX.length).split(":");
             var items = parts.slice(1);
             var values = explicit(items);
-            var error = tagError(parts);
+            var error = itemsError(parts);
             tags.push({
                 index: tags.length, start: m.index, end: m.index + text.length, text: text,
                 name: parts[0].trim(), items: items,
@@ -101,7 +124,7 @@
                 cross: values.cross !== undefined ? values.cross : null,
                 step_start: values.start !== undefined ? values.start : null,
                 step_stop: values.stop !== undefined ? values.stop : null,
-                valid: error === null, error: error,
+                valid: error === null, error: error === null ? null : error.message, error_kind: error === null ? null : error.kind,
             });
         }
         return tags;
@@ -116,16 +139,35 @@
         return tags[index];
     }
 
-    function replaceTag(prompt, tag, name, items) {
-        return prompt.slice(0, tag.start) + PREFIX + [name].concat(items).join(":") + ">" + prompt.slice(tag.end);
+    function formatItems(items) {
+        return PREFIX + items.join(":") + SUFFIX;
     }
 
+    function replaceTag(prompt, tag, name, items) {
+        return prompt.slice(0, tag.start) + formatItems([name].concat(items)) + prompt.slice(tag.end);
+    }
+
+    // The name when a tag written with it parses back to the same name (grammar.check_name), else a TagError.
     function checkName(name) {
-        var n = String(name).trim();
-        if (!n || n.indexOf(":") >= 0 || n.indexOf(">") >= 0) {
-            throw new Error(JSON.stringify(n) + " cannot be written in a <hypernet:…> tag");
+        var n = String(name);
+        if (!n || n !== n.trim() || /[:<>]/.test(n)) {
+            throw tagError(JSON.stringify(n) + " cannot be written in a <hypernet:…> tag (empty, white space at an end, or contains ':', '>' or '<')",
+                "bad_name");
         }
         return n;
+    }
+
+    // The one tag writer (writer.format_tag): <hypernet:name:strength>, <hypernet:name> when strength is null.
+    function formatTag(name, strength) {
+        var items = [checkName(name)];
+        if (strength !== null && strength !== undefined) items.push(formatNumber(strength));
+        return formatItems(items);
+    }
+
+    // `prompt` with the tag text at its end, after a space unless it ends with white space (edit.append_tag).
+    function appendTag(prompt, tag) {
+        if (prompt && !/\s$/.test(prompt)) prompt += SEPARATOR;
+        return prompt + tag;
     }
 
     function setArgument(prompt, index, key, value, defaultStrength) {
@@ -183,9 +225,7 @@
     }
 
     function addTag(prompt, name, strength) {
-        var tag = PREFIX + checkName(name) + (strength === null || strength === undefined ? "" : ":" + formatNumber(strength)) + ">";
-        if (prompt && !/\s$/.test(prompt)) prompt += SEPARATOR;
-        return prompt + tag;
+        return appendTag(prompt, formatTag(name, strength));
     }
 
     function toggleTag(prompt, name, strength) {
@@ -292,13 +332,29 @@
         return setArgument(prompt, index, key, value, config["default"]);
     }
 
-    // ------------------------------------------------------------------ cards
+    // ------------------------------------------------------------------ the webui's prompt boxes
+    // The prompt textarea of "txt2img" or "img2img" (null when the page has none).
+    function promptBox(tab) {
+        return gradioApp().querySelector("#" + tab + "_prompt > label > textarea");
+    }
+
+    // The tab's "send to txt2img/img2img" (a gradio _js function): append the tag, tell gradio, switch tabs.
+    function sendTo(tab, tag) {
+        var box = promptBox(tab);
+        if (box && tag) {
+            box.value = appendTag(box.value, tag);
+            updateInput(box);
+        }
+        if (typeof root["switch_to_" + tab] === "function") root["switch_to_" + tab]();
+        return [];
+    }
+
     // Card onclick: toggle <hypernet:name:weight> in the prompt of the card's tab.
     function cardClicked(event, name, weight) {
         var tab = "txt2img";
         var el = event && event.target && event.target.closest ? event.target.closest("[id^='txt2img_'],[id^='img2img_']") : null;
         if (el) tab = el.id.split("_")[0];
-        var textarea = gradioApp().querySelector("#" + tab + "_prompt > label > textarea");
+        var textarea = promptBox(tab);
         if (!textarea) return;
         textarea.value = toggleTag(textarea.value, name, weight);
         updateInput(textarea);
@@ -311,10 +367,11 @@
 
     var api = {
         PREFIX: PREFIX, SEPARATOR: SEPARATOR, ARGUMENT_KEYS: ARGUMENT_KEYS,
-        parseNumber: parseNumber, formatNumber: formatNumber, findTags: findTags, setArgument: setArgument,
-        renameTag: renameTag, removeTag: removeTag, removeTagsNamed: removeTagsNamed, addTag: addTag, toggleTag: toggleTag,
+        parseNumber: parseNumber, formatNumber: formatNumber, checkName: checkName, formatTag: formatTag,
+        findTags: findTags, setArgument: setArgument, renameTag: renameTag, removeTag: removeTag,
+        removeTagsNamed: removeTagsNamed, addTag: addTag, appendTag: appendTag, toggleTag: toggleTag,
         panelValues: panelValues, panelChoose: panelChoose, panelSet: panelSet,
-        cardClicked: cardClicked, defaultWeight: defaultWeight,
+        cardClicked: cardClicked, defaultWeight: defaultWeight, sendTo: sendTo,
     };
     root.sdHypernet = api;
     if (typeof module !== "undefined" && module.exports) module.exports = api;
@@ -338,9 +395,8 @@
         onUiLoaded(function() {
             untieSwitches();
             ["txt2img", "img2img"].forEach(function(tab) {
-                var app = gradioApp();
-                var textarea = app.querySelector("#" + tab + "_prompt > label > textarea");
-                if (textarea && app.querySelector(".sd-hypernet-panel") && textarea.value.indexOf(PREFIX) >= 0) updateInput(textarea);
+                var textarea = promptBox(tab);
+                if (textarea && gradioApp().querySelector(".sd-hypernet-panel") && textarea.value.indexOf(PREFIX) >= 0) updateInput(textarea);
             });
         });
     }

@@ -7,19 +7,17 @@ import html
 import importlib
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import webui_util as wu  # puts the stand-in (tests/webui_stub) on sys.path
+from hn_testutil import run_node
 from modules import errors, shared, ui_extra_networks
 
 from lib_hypernet.webui import cards
 
 webui_ui = importlib.import_module("webui_ui")
 webui = importlib.import_module("webui")
-ROOT = Path(__file__).resolve().parents[1]
 FILES = (("anime", {"seed": 1}), ("style (v2", {"seed": 2}), ("xl", {"sizes": (64, 2048), "seed": 3}))
 
 
@@ -149,8 +147,8 @@ def test_preferred_weight(app):
         (folder / f"{name}.json").write_text(json.dumps({"preferred weight": weight}), encoding="utf-8")
         item = page.create_item(name)
         assert html.unescape(item["onclick"]).endswith(f", {written})")
-        quote = ui_extra_networks.quote_js
-        assert item["prompt"] == quote(f"<hypernet:{name}:") + f" + {written} + " + quote(">")
+        assert item["prompt"] == f"sdHypernet.formatTag({json.dumps(name)}, {written})"
+        assert run_node(f"console.log(JSON.stringify({item['prompt']}));") == f"<hypernet:{name}:{written}>"
     (folder / "anime.json").write_text(json.dumps({"preferred weight": ""}), encoding="utf-8")
     assert html.unescape(page.create_item("anime")["onclick"]).endswith(", opts.extra_networks_default_multiplier)")
     shared.opts.data["hypernet_default_strength"] = "1.0 (like A1111's built-in hypernetworks)"
@@ -159,24 +157,15 @@ def test_preferred_weight(app):
 
 def _click_in_node(onclick: str, prompt: str, clicks: int) -> list[str]:
     """Run the card's onclick attribute ``clicks`` times against javascript/hypernet.js with a fake page."""
-    node = shutil.which("node")
-    assert node, "node is needed"
-    script = f"""
-const sdHypernet = require({json.dumps(str(ROOT / "javascript" / "hypernet.js"))});
-const textarea = {{value: {json.dumps(prompt)}, dispatched: 0}};
+    return run_node(f"""
 globalThis.opts = {{extra_networks_default_multiplier: 0.8}};
-globalThis.gradioApp = () => ({{querySelector: (sel) => sel === "#img2img_prompt > label > textarea" ? textarea : null}});
-globalThis.updateInput = (t) => {{ t.dispatched += 1; }};
 const card = {{closest: () => ({{id: "img2img_hypernetworks_cards"}})}};
 const event = {{target: card, stopPropagation() {{}}}};
 const out = [];
-for (let i = 0; i < {clicks}; i++) {{ eval({json.dumps(onclick)}); out.push(textarea.value); }}
-if (textarea.dispatched !== {clicks}) throw new Error("updateInput not called");
+for (let i = 0; i < {clicks}; i++) {{ eval({json.dumps(onclick)}); out.push(box.value); }}
+if (box.dispatched !== {clicks}) throw new Error("updateInput not called");
 console.log(JSON.stringify(out));
-"""
-    result = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+""", prompt=prompt, tab="img2img")
 
 
 def test_card_click_inserts_and_removes_the_tag_in_any_form(app):

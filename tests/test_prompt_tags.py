@@ -1,4 +1,4 @@
-"""lib_hypernet.prompt.edit on the case table shared with javascript/hypernet.js (tests/js/, run here too)."""
+"""lib_hypernet.prompt (grammar, writer, edit) on the case table shared with javascript/hypernet.js (tests/js/, run here too)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lib_hypernet.prompt import edit as pt
-from lib_hypernet.prompt.grammar import names_in_prompt, parse_items
+from lib_hypernet.prompt.grammar import TAG_ERROR_KINDS, TagError, names_in_prompt, parse_items
+from lib_hypernet.prompt.writer import format_number, format_tag
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = json.loads((ROOT / "tests" / "fixtures" / "tag_cases.json").read_text(encoding="utf-8"))
@@ -29,8 +30,8 @@ def test_find_tags_agrees_with_the_webui_grammar(case: dict) -> None:
     for tag in tags:
         try:
             request = parse_items(tag.text[len("<hypernet:"):-1].split(":"), 1.0)
-        except pt.TagError:
-            assert not tag.valid and tag.error
+        except TagError as exc:
+            assert not tag.valid and tag.error and tag.error_kind == exc.kind
             continue
         assert tag.valid
         strength = 1.0 if tag.strength is None else tag.strength
@@ -73,7 +74,20 @@ def test_edited_tags_mean_what_was_set() -> None:
 
 def test_format_number() -> None:
     for value, text in CASES["format_number"]:
-        assert pt.format_number(value) == text, value
+        assert format_number(value) == text, value
+
+
+@pytest.mark.parametrize("case", CASES["format_tag"], ids=lambda c: repr(c[:2]))
+def test_format_tag(case: list) -> None:
+    """The one tag writer: A1111's number form, and a name that would not parse back is refused (kind bad_name)."""
+    name, strength, expect = case
+    if expect is None:
+        with pytest.raises(TagError) as caught:
+            format_tag(name, strength)
+        assert caught.value.kind == "bad_name"
+        return
+    assert format_tag(name, strength) == expect
+    assert names_in_prompt(expect) == [name]  # it parses back
 
 
 def test_bad_input_is_a_clear_error() -> None:
@@ -94,6 +108,11 @@ def test_the_case_table_covers_the_grammar() -> None:
         assert needle in prompts, needle
     assert any(not t["valid"] for c in CASES["find"] for t in c["tags"])
     assert any(len({t["name"] for t in c["tags"]}) < len(c["tags"]) for c in CASES["find"]), "the same name twice"
+    kinds = {t["error_kind"] for c in CASES["find"] for t in c["tags"]}
+    assert kinds == {None, *TAG_ERROR_KINDS} - {"bad_name"}, "every kind of skipped tag"
+    assert any(not c.isascii() for c in prompts), "Unicode digits"
+    assert "start=0.5:stop=0.5" in prompts and "start=1>" in prompts, "start == stop"
+    assert any(expect is None and ":" in name for name, _, expect in CASES["format_tag"]), "a name with ':'"
 
 
 def test_javascript_agrees(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import gradio as gr
 import orjson
 import webui_util as wu
 from fastapi.testclient import TestClient
+from hn_testutil import run_node
 from modules import errors, paths, shared
 
 from lib_hypernet.ui import LibraryPanel
@@ -33,10 +34,20 @@ def test_tab_is_built_with_gradio_3(tmp_path) -> None:
         ids = {c["props"].get("elem_id") for c in config["components"]}
         assert {"hypernet_lib_table", "hypernet_lib_send_0", "hypernet_lib_send_1", "hypernet_lib_create"} <= ids
         scripts = [d.get("js") for d in config["dependencies"] if d.get("js")]
-        assert any("#txt2img_prompt textarea" in js and "updateInput" in js for js in scripts)
-        assert any("#img2img_prompt textarea" in js and "switch_to_img2img" in js for js in scripts)
+        assert tab.send_to_js("txt2img") in scripts and tab.send_to_js("img2img") in scripts
         writing = [d for d in config["dependencies"] if d["trigger"] == "click" and not d.get("js")]
         assert writing and all(d["queue"] is not False for d in writing)  # through the webui's queue
+
+
+def test_send_to_is_hypernet_js_with_its_prompt_box() -> None:
+    """The tab's send-to runs javascript/hypernet.js's ``sendTo``: the prompt box the cards use, then the tab switch."""
+    found = run_node(f"""
+const switched = [];
+globalThis.switch_to_img2img = () => switched.push("img2img");
+const out = ({tab.send_to_js("img2img")})("<hypernet:x:0.8>");
+console.log(JSON.stringify([out, box.value, box.dispatched, switched]));
+""", prompt="a cat", tab="img2img")
+    assert found == [[], "a cat <hypernet:x:0.8>", 1, ["img2img"]]
 
 
 def test_tab_source_shows_the_webui_folder_and_model(tmp_path) -> None:

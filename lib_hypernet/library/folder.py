@@ -26,6 +26,7 @@ from ..formats import SUFFIXES, format_of
 from ..formats.fileio import TEMP_FILE_RE, remove_stale_temp_files
 from ..formats.hashing import SHORTHASH_LENGTH
 from ..model.hypernetwork import Hypernetwork, load
+from ..prompt.grammar import format_items
 from .caches import DescriptionCache, HashCache
 from .description import FileDescription, describe_file
 
@@ -122,11 +123,11 @@ class HypernetLibrary:
         for stem in newly_duplicated:
             names = clashes[stem]  # the names _name_group gave them: each suggested tag resolves to its own file
             log.warning("hypernetworks: %d files are named %r; in tags use %s", len(names), stem,
-                        ", ".join(f"<hypernet:{name}> ({files[name].relpath})" for name in names))
+                        ", ".join(f"{format_items([name])} ({files[name].relpath})" for name in names))
         for names in newly_converted.values():
             pt, safetensors = sorted((files[name] for name in names), key=lambda f: f.format)
-            log.info("hypernetworks: <hypernet:%s> is %s (converted from %s, which is <hypernet:%s>)",
-                     safetensors.name, safetensors.relpath, pt.relpath, pt.name)
+            log.info("hypernetworks: %s is %s (converted from %s, which is %s)",
+                     format_items([safetensors.name]), safetensors.relpath, pt.relpath, format_items([pt.name]))
         return list(self.files.values())
 
     def _scan(self) -> Any:

@@ -19,7 +19,8 @@ from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError
 from ..formats.hashing import legacy_hash_is_meaningful, legacy_model_hash
 from ..model.hypernetwork import Hypernetwork
 from ..prompt import infotext
-from ..prompt.grammar import HypernetRequest, TagError, parse_items, rename_in_prompt
+from ..prompt.edit import add_tag
+from ..prompt.grammar import PREFIX, HypernetRequest, TagError, names_in_prompt, parse_items, parse_number, rename_in_prompt
 from ..prompt.writer import format_tag
 from .description import CONTEXT_WIDTHS, ModelFacts
 from .folder import HypernetFile, HypernetLibrary
@@ -179,9 +180,8 @@ class HypernetService:
         prompt = str(params.get("Prompt", "") or "")
         if legacy_name:
             legacy_name = str(legacy_name).strip()
-            if f"<hypernet:{legacy_name}:" not in prompt and f"<hypernet:{legacy_name}>" not in prompt:
-                strength = params.get(infotext.LEGACY_STRENGTH_KEY) or "1.0"
-                prompt = f"{prompt} <hypernet:{legacy_name}:{strength}>".strip()
+            if legacy_name not in names_in_prompt(prompt):
+                prompt = self._with_legacy_tag(prompt, legacy_name, params.get(infotext.LEGACY_STRENGTH_KEY))
             prompt = infotext.dedupe_legacy_tag(prompt, legacy_name)
             params["Prompt"] = prompt
             legacy_hash = params.get(infotext.LEGACY_HASH_KEY)
@@ -193,7 +193,7 @@ class HypernetService:
         renames: dict[str, str] = {}
         for key in ("Prompt", "Negative prompt", "Hires prompt", "Hires negative prompt"):
             text = params.get(key)
-            if not isinstance(text, str) or "<hypernet:" not in text:
+            if not isinstance(text, str) or PREFIX not in text:
                 continue
             found = infotext.resolve_renames(text, recorded, self._exists, self._hash_of, self._find_by_hash)
             if found:
@@ -203,6 +203,16 @@ class HypernetService:
             log.warning("hypernetworks: pasted tag %s now points to %s (it has the recorded hash %s)%s",
                         old, new, recorded.get(old), self._choice_notes.get(new, ""))
         return renames
+
+    @staticmethod
+    def _with_legacy_tag(prompt: str, name: str, strength: Any) -> str:
+        """``prompt`` with the tag of a legacy ``Hypernet: name, Hypernet strength: 0.7`` infotext (1 when unreadable)."""
+        number = parse_number(str(strength or ""))
+        try:
+            return add_tag(prompt.strip(), name, 1.0 if number is None else number)
+        except TagError as exc:
+            log.warning("hypernetworks: pasted Hypernet %s", exc)
+            return prompt
 
     def _exists(self, name: str) -> bool:
         try:
@@ -251,7 +261,10 @@ class HypernetService:
         """The description of one hypernetwork plus its ``tag`` (raises :class:`HypernetNotFoundError`)."""
         file = self.library.find(name)
         summary = self.library.describe(file, with_hash=True).to_json(model)
-        summary["tag"] = format_tag(file.name, 1.0)
+        try:
+            summary["tag"] = format_tag(file.name, 1.0)
+        except TagError:  # a file name no tag can carry (e.g. with ':'): rename the file to use it
+            summary["tag"] = None
         return summary
 
     def convert(self, name: str, *, overwrite: bool = False) -> dict[str, Any]:

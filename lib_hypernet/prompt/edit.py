@@ -2,28 +2,24 @@
 rename, add and remove tags.  ``javascript/hypernet.js`` implements the same functions for the webui's
 panel and cards; ``tests/fixtures/tag_cases.json`` holds the cases both must agree on.
 
-The grammar is :mod:`lib_hypernet.prompt.grammar`' (what the webui applies): a tag is ``TAG_RE``'s match, its
+The grammar is :mod:`lib_hypernet.prompt.grammar` (what the webui applies): a tag is ``TAG_RE``'s match, its
 items are the text after ``<hypernet:`` split on ``:``, the first item is the name.  Edits change only
 the item they concern, so the rest of a tag stays as the user wrote it, and an argument equal to its
-default is dropped (``<hypernet:x:0.8>`` stays plain).  Numbers are written like A1111's UI writes
-them: at most 4 decimals, no trailing zeros (``0.3``, never ``0.30000000000000004``).
+default is dropped (``<hypernet:x:0.8>`` stays plain).  Numbers and new tags are written by
+:mod:`lib_hypernet.prompt.writer` (``0.3``, never ``0.30000000000000004``).
 """
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 
-from .grammar import NAMED_ARGUMENTS, TAG_RE, TagError, parse_items
+from .grammar import NAMED_ARGUMENTS, PREFIX, SUFFIX, TAG_RE, TagError, check_name, format_items, parse_items, parse_number
+from .writer import format_number, format_tag
 
-PREFIX = "<hypernet:"
 SEPARATOR = " "
 ARGUMENT_KEYS = ("strength", "self", "cross", "start", "stop")
 """What :func:`set_argument` edits: ``strength`` is the positional number (or ``m=``/``strength=``)."""
 DEFAULTS = {"start": 0.0, "stop": 1.0}
-_NUMBER_RE = re.compile(r"[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?")
 
 
 @dataclass(frozen=True)
@@ -42,6 +38,7 @@ class PromptTag:
     step_start: float | None
     step_stop: float | None
     error: str | None  # why the webui would skip this tag (None = valid)
+    error_kind: str | None  # TagError.kind of that reason (None = valid)
 
     @property
     def valid(self) -> bool:
@@ -52,25 +49,8 @@ class PromptTag:
         return {
             "start": self.start, "end": self.end, "name": self.name, "strength": self.strength,
             "self": self.self_attn, "cross": self.cross_attn, "step_start": self.step_start,
-            "step_stop": self.step_stop, "valid": self.valid,
+            "step_stop": self.step_stop, "valid": self.valid, "error_kind": self.error_kind,
         }
-
-
-def parse_number(text: str) -> float | None:
-    """A finite decimal number as Python's ``float`` reads it (None for anything else)."""
-    stripped = text.strip()
-    if not _NUMBER_RE.fullmatch(stripped):
-        return None
-    number = float(stripped)
-    return number if math.isfinite(number) else None
-
-
-def format_number(value: float) -> str:
-    """``0.30000000000000004`` → ``0.3``, ``1.0`` → ``1``, ``-0.5`` → ``-0.5`` (4 decimals, ties away from 0)."""
-    text = format(Decimal(float(value)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
 
 
 def _key_of(item: str) -> str | None:
@@ -97,17 +77,17 @@ def find_tags(prompt: str) -> list[PromptTag]:
     tags = []
     for index, match in enumerate(TAG_RE.finditer(prompt)):
         text = match.group(0)
-        parts = text[len(PREFIX):-1].split(":")
+        parts = text[len(PREFIX):-len(SUFFIX)].split(":")
         items = tuple(parts[1:])
         values = _explicit(items)
+        error = kind = None
         try:
             parse_items(parts)
-            error = None
         except TagError as exc:
-            error = str(exc)
+            error, kind = str(exc), exc.kind
         tags.append(PromptTag(
             index, match.start(), match.end(), text, parts[0].strip(), items, values.get("strength"),
-            values.get("self"), values.get("cross"), values.get("start"), values.get("stop"), error,
+            values.get("self"), values.get("cross"), values.get("start"), values.get("stop"), error, kind,
         ))
     return tags
 
@@ -120,7 +100,7 @@ def _tag(prompt: str, index: int) -> PromptTag:
 
 
 def _replace(prompt: str, tag: PromptTag, name: str, items: list[str]) -> str:
-    return prompt[:tag.start] + PREFIX + ":".join([name, *items]) + ">" + prompt[tag.end:]
+    return prompt[:tag.start] + format_items([name, *items]) + prompt[tag.end:]
 
 
 def _default(key: str, items: list[str], default_strength: float) -> float:
@@ -163,7 +143,7 @@ def set_argument(prompt: str, index: int, key: str, value: float | None, *, defa
 def rename_tag(prompt: str, index: int, name: str) -> str:
     """Tag ``index`` pointing at hypernetwork ``name`` (its arguments kept)."""
     tag = _tag(prompt, index)
-    return _replace(prompt, tag, _check_name(name), list(tag.items))
+    return _replace(prompt, tag, check_name(name), list(tag.items))
 
 
 def remove_tag(prompt: str, index: int) -> str:
@@ -190,7 +170,11 @@ def remove_tags_named(prompt: str, name: str) -> str:
 
 def add_tag(prompt: str, name: str, strength: float | None = None) -> str:
     """``prompt`` with ``<hypernet:name:strength>`` appended (``<hypernet:name>`` when strength is None)."""
-    tag = PREFIX + _check_name(name) + ("" if strength is None else ":" + format_number(strength)) + ">"
+    return append_tag(prompt, format_tag(name, strength))
+
+
+def append_tag(prompt: str, tag: str) -> str:
+    """``prompt`` with the tag text ``tag`` at its end, after a space unless it ends with white space."""
     if prompt and not prompt[-1].isspace():
         prompt += SEPARATOR
     return prompt + tag
@@ -203,21 +187,13 @@ def toggle_tag(prompt: str, name: str, strength: float | None = None) -> str:
     return add_tag(prompt, name, strength)
 
 
-def _check_name(name: str) -> str:
-    name = name.strip()
-    if not name or ":" in name or ">" in name:
-        raise ValueError(f"{name!r} cannot be written in a <hypernet:…> tag (empty, or contains ':' or '>')")
-    return name
-
-
 __all__ = [
     "ARGUMENT_KEYS",
     "NAMED_ARGUMENTS",
     "PromptTag",
     "add_tag",
+    "append_tag",
     "find_tags",
-    "format_number",
-    "parse_number",
     "remove_tag",
     "remove_tags_named",
     "rename_tag",

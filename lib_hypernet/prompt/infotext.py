@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from .grammar import names_in_prompt
+from .grammar import TAG_RE, names_in_prompt
 
 KEY = "Hypernet hashes"
 LEGACY_NAME_KEY = "Hypernet"
@@ -81,8 +81,7 @@ def resolve_renames(
 
 def dedupe_legacy_tag(prompt: str, legacy_name: str) -> str:
     """Keep one ``<hypernet:legacy_name:…>`` tag when a legacy infotext produced it more than once."""
-    pattern = re.compile(r"<hypernet:" + re.escape(legacy_name) + r"(?::[^>]*)?>")
-    matches = list(pattern.finditer(prompt))
+    matches = [match for match in TAG_RE.finditer(prompt) if match.group(1) == legacy_name]
     if len(matches) <= 1:
         return prompt
     keep = matches[0]

@@ -21,6 +21,7 @@ from ..library.description import FileDescription
 from ..library.source import ActionError, LibrarySource
 from ..model.activations import creatable_activations
 from ..model.create import WEIGHT_INITIALIZATIONS
+from ..prompt.grammar import TagError
 from ..prompt.writer import format_tag
 from . import compat
 
@@ -266,11 +267,14 @@ class LibraryPanel:
 
     @staticmethod
     def tag(name: str | None, strength: float | None) -> str:
-        """``<hypernet:name:0.8>`` for the selected file (empty when none is)."""
+        """``<hypernet:name:0.8>`` for the selected file (empty when none is, or its name cannot be written in a tag)."""
         if not name:
             return ""
         value = DEFAULT_STRENGTH if strength is None else round(float(strength), 4)
-        return format_tag(name, value)
+        try:
+            return format_tag(name, value)
+        except TagError:  # e.g. a file named 'a:b.pt': the detail shows the file, the tag box stays empty
+            return ""
 
     # ------------------------------------------------------------------ actions
     def on_hash(self, query: str, sort: str, descending: bool, selected: str | None,

@@ -23,7 +23,8 @@ from modules.ui_extra_networks_user_metadata import UserMetadataEditor
 from lib_hypernet.errors import HypernetError
 from lib_hypernet.formats.fileio import atomic_write
 from lib_hypernet.library.facts import FileFacts
-from lib_hypernet.prompt.edit import format_number, parse_number
+from lib_hypernet.prompt.grammar import parse_number
+from lib_hypernet.prompt.writer import format_number
 from lib_hypernet.ui import compat
 
 from . import settings
@@ -142,8 +143,7 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
         item["search_terms"] = [html.escape(str(t)) for t in terms if t]
         weight = preferred_weight(user)
         weight_js = format_number(weight) if weight is not None else self.default_weight_js()
-        item["prompt"] = (ui_extra_networks.quote_js(f"<hypernet:{name}:") + " + " + weight_js + " + "
-                          + ui_extra_networks.quote_js(">"))
+        item["prompt"] = f"sdHypernet.formatTag({json.dumps(name)}, {weight_js})"  # JS that gives the tag
         # A1111 inserts item["onclick"] into the card's onclick="…" attribute as it is: escape it here.
         item["onclick"] = html.escape(f"sdHypernet.cardClicked(event, {json.dumps(name)}, {weight_js})", quote=True)
         if enable_filter and not getattr(shared.opts, SHOW_ALL_OPTION, False) and not fits(item["sd_version"], model_family()):

@@ -23,6 +23,8 @@ from lib_hypernet.library.folder import HypernetLibrary
 from lib_hypernet.library.report import GenerationReport
 from lib_hypernet.library.service import CONTEXT_WIDTHS, HypernetService, Prepared
 from lib_hypernet.prompt import infotext
+from lib_hypernet.prompt.grammar import TagError
+from lib_hypernet.prompt.writer import format_tag
 
 from . import settings
 
@@ -182,8 +184,13 @@ class HypernetExtension:
             return
         if not name or name == "None" or any(items and items[0] == name for items in tags):
             return
+        try:
+            tag = format_tag(name, default)
+        except TagError as exc:  # the infotext could not bring it back: not applied either
+            log.warning("hypernetworks: the setting 'Add hypernetwork to prompt' is ignored: %s", exc)
+            return
         tags.append([name, default])
-        tag = f"<hypernet:{name}:{default:g}>"  # once, though activate runs per batch and for the hires pass
+        # once, though activate runs per batch and for the hires pass
         p.all_prompts = [prompt if prompt.endswith(tag) else prompt + tag for prompt in p.all_prompts]
 
     def flush_report(self, p: Any) -> None:

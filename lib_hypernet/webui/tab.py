@@ -3,11 +3,12 @@
 The data source adds what only the webui knows: its folder and settings (the extension's
 refresh), the loaded model's checkpoint hash and attention widths (for the "trained on another
 checkpoint" / "no width matches" warnings) and "send to txt2img/img2img", which put the tag
-into that tab's prompt box in the browser (``updateInput`` tells gradio) and switch to it.
+into that tab's prompt box in the browser (``sdHypernet.sendTo`` in ``javascript/hypernet.js``) and switch to it.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import gradio as gr
@@ -21,14 +22,8 @@ TAB_ID = "hypernet_library"
 
 
 def send_to_js(tab: str) -> str:
-    """JavaScript that appends the tag to ``{tab}_prompt`` and switches to that tab (A1111's globals)."""
-    return (
-        "(tag) => { const app = gradioApp(); "
-        f"const box = app.querySelector('#{tab}_prompt textarea'); "
-        "if (box && tag) { const text = box.value.replace(/\\s+$/, ''); "
-        "box.value = text ? text + ' ' + tag : tag; updateInput(box); } "
-        f"if (typeof switch_to_{tab} === 'function') switch_to_{tab}(); return []; }}"
-    )
+    """The button's JavaScript: ``sdHypernet.sendTo`` (javascript/hypernet.js) appends the tag to that tab's prompt."""
+    return f"(tag) => sdHypernet.sendTo({json.dumps(tab)}, tag)"
 
 
 SEND_TARGETS = (SendTarget("Send to txt2img", send_to_js("txt2img")), SendTarget("Send to img2img", send_to_js("img2img")))

@@ -7,6 +7,8 @@ import json
 import os
 import pickle
 import re
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,30 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The A1111-made golden fixtures are part of the repository (tests/fixtures/a1111, see its README).
 FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "a1111"
+
+
+HYPERNET_JS = REPO_ROOT / "javascript" / "hypernet.js"
+# A page's prompt box as javascript/hypernet.js finds it, with a fake gradioApp()/updateInput() (node has no DOM).
+FAKE_PROMPT_BOX = """
+const box = {value: %s, dispatched: 0};
+globalThis.gradioApp = () => ({querySelector: (sel) => sel === "#" + %s + "_prompt > label > textarea" ? box : null});
+globalThis.updateInput = (t) => { t.dispatched += 1; };
+"""
+
+
+def run_node(script: str, *, prompt: str | None = None, tab: str = "txt2img") -> Any:
+    """Run ``script`` with node after ``const sdHypernet = require(javascript/hypernet.js)``; the JSON it prints.
+
+    With ``prompt``, ``box`` is ``tab``'s prompt box holding it (see :data:`FAKE_PROMPT_BOX`).
+    """
+    node = shutil.which("node")
+    assert node, "node (v18+) is needed for the JavaScript tests"
+    setup = f"const sdHypernet = require({json.dumps(str(HYPERNET_JS))});\n"
+    if prompt is not None:
+        setup += FAKE_PROMPT_BOX % (json.dumps(prompt), json.dumps(tab))
+    result = subprocess.run([node, "-e", setup + script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def require_fixtures() -> Path:

@@ -1,4 +1,4 @@
-// The tag grammar of javascript/hypernet.js against the case table lib_hypernet/prompt/edit.py passes too.
+// The tag grammar and writer of javascript/hypernet.js against the case table lib_hypernet/prompt/ passes too.
 // Run: node --test tests/js/   (tests/test_prompt_tags.py runs this as part of pytest)
 "use strict";
 const test = require("node:test");
@@ -10,8 +10,8 @@ const sdHypernet = require(path.join(__dirname, "..", "..", "javascript", "hyper
 const cases = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "fixtures", "tag_cases.json"), "utf8"));
 
 function plain(tag) {
-    const {start, end, name, strength, self, cross, step_start, step_stop, valid} = tag;
-    return {start, end, name, strength, self, cross, step_start, step_stop, valid};
+    const {start, end, name, strength, self, cross, step_start, step_stop, valid, error_kind} = tag;
+    return {start, end, name, strength, self, cross, step_start, step_stop, valid, error_kind};
 }
 
 test("the namespace is the only global", () => {
@@ -45,10 +45,38 @@ test("formatNumber", () => {
     for (const [value, text] of cases.format_number) assert.equal(sdHypernet.formatNumber(value), text, String(value));
 });
 
+for (const [name, strength, expect] of cases.format_tag) {
+    test(`formatTag ${JSON.stringify(name)} ${strength}`, () => {
+        if (expect === null) assert.throws(() => sdHypernet.formatTag(name, strength), {name: "TagError", kind: "bad_name"});
+        else assert.equal(sdHypernet.formatTag(name, strength), expect);
+    });
+}
+
 test("an index past the last tag is an error, a name with ':' or '>' cannot be written", () => {
     assert.throws(() => sdHypernet.removeTag("<hypernet:x:1>", 1), RangeError);
-    assert.throws(() => sdHypernet.addTag("", "a:b", 1));
-    assert.throws(() => sdHypernet.renameTag("<hypernet:x:1>", 0, "a>b"));
+    assert.throws(() => sdHypernet.addTag("", "a:b", 1), {kind: "bad_name"});
+    assert.throws(() => sdHypernet.renameTag("<hypernet:x:1>", 0, "a>b"), {kind: "bad_name"});
+});
+
+test("sendTo appends the tag to the prompt box cardClicked uses, tells gradio and switches tabs", () => {
+    const box = {value: "a cat", dispatched: 0};
+    const asked = [];
+    const switched = [];
+    globalThis.gradioApp = () => ({querySelector: (sel) => { asked.push(sel); return sel === "#img2img_prompt > label > textarea" ? box : null; }});
+    globalThis.updateInput = (t) => { t.dispatched += 1; };
+    globalThis.switch_to_img2img = () => switched.push("img2img");
+    try {
+        assert.deepEqual(sdHypernet.sendTo("img2img", "<hypernet:x:0.8>"), []);
+        assert.equal(box.value, "a cat <hypernet:x:0.8>");
+        assert.deepEqual([box.dispatched, switched], [1, ["img2img"]]);
+        sdHypernet.cardClicked({target: {closest: () => ({id: "img2img_cards"})}}, "y", 1);
+        assert.equal(box.value, "a cat <hypernet:x:0.8> <hypernet:y:1>");
+        assert.equal(new Set(asked).size, 1, "one prompt selector");
+    } finally {
+        delete globalThis.gradioApp;
+        delete globalThis.updateInput;
+        delete globalThis.switch_to_img2img;
+    }
 });
 
 const config = JSON.stringify({rows: 2, default: 1, labels: {anime: "anime [0123456789 · SD1]", "my style": "my style [abcdef0123 · SDXL]"},
