@@ -19,9 +19,10 @@ from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
 from lib_hypernet.library.description import ModelFacts
 from lib_hypernet.library.examples import EXAMPLES, make_examples
 from lib_hypernet.library.folder import HypernetLibrary
-from lib_hypernet.ui import COLUMNS, LibraryPanel, LibrarySource, SendTarget, build_library_panel, compat
+from lib_hypernet.library.source import LibrarySource, SendTarget
+from lib_hypernet.ui import compat
 from lib_hypernet.ui.__main__ import main
-from lib_hypernet.ui.library_panel import matches, row_of
+from lib_hypernet.ui.library_panel import COLUMNS, LibraryPanel, build_library_panel, matches, row_of
 from lib_hypernet.ui.standalone import build_app, make_source
 
 FIXTURES = ("act_relu.pt", "dims_24_32_48_meta.pt", "legacy_novelai.pt", "optim_fresh_a.pt", "optim_fresh_a.pt.optim")

@@ -12,7 +12,7 @@ import webui_util as wu
 from fastapi.testclient import TestClient
 from modules import errors, paths, shared
 
-from lib_hypernet.ui import LibraryPanel
+from lib_hypernet.ui.library_panel import LibraryPanel
 from lib_hypernet.webui import tab
 
 
