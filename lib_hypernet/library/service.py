@@ -15,7 +15,7 @@ from typing import Any
 
 from ..engine.report import EntryReport
 from ..engine.strength import Strength
-from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError
+from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError, shorten
 from ..formats.hashing import legacy_hash_is_meaningful, legacy_model_hash
 from ..model.family import SdVersion, context_family
 from ..model.hypernetwork import Hypernetwork
@@ -70,8 +70,8 @@ class HypernetService:
                 result.messages.append(f"Hypernet tag skipped: {exc}")
                 continue
             except Exception as exc:  # a bug in parsing must not drop the other tags
-                log.exception("hypernetworks: cannot parse the tag %s", _shorten(repr(list(items))))
-                result.messages.append(f"Hypernet tag skipped: {_shorten(repr(list(items)))}: {_describe(exc)}")
+                log.exception("hypernetworks: cannot parse the tag %s", shorten(repr(list(items))))
+                result.messages.append(f"Hypernet tag skipped: {shorten(repr(list(items)))}: {_describe(exc)}")
                 continue
             self._add_isolated(request, result, with_hashes)
         return result
@@ -285,12 +285,7 @@ class HypernetService:
 
 
 
-def _shorten(text: str, limit: int = 200) -> str:
-    """``text`` cut to ``limit`` characters (user input echoed in messages and logs)."""
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
-
-
 def _describe(exc: BaseException) -> str:
     """A one-line description of an unexpected exception for a message under the image."""
     text = str(exc) if isinstance(exc, HypernetError) else f"{type(exc).__name__}: {exc}"
-    return _shorten(text, 500)
+    return shorten(text, 500)

@@ -214,7 +214,7 @@ class HypernetExtension:
         """
         if self._report_for is not None and self._report_for() is p:
             self.report.add_applied([prepared.names[i] for i in indices])
-        if not indices or not settings.opt("hypernet_infotext_hashes", True):
+        if not indices or not settings.opt("hypernet_infotext_hashes"):
             return
         params = getattr(p, "extra_generation_params", None)
         if not isinstance(params, dict):
@@ -257,7 +257,7 @@ class HypernetExtension:
             self.report.add_messages(messages)
         for message in messages:
             log.warning("hypernetworks: %s", message)
-            if settings.opt("hypernet_warnings", True) and hasattr(p, "comment"):
+            if settings.opt("hypernet_warnings") and hasattr(p, "comment"):
                 p.comment(message)
 
     def note(self, p: Any, messages: list[str]) -> None:

@@ -29,8 +29,7 @@ from modules import shared
 from pydantic import BaseModel
 
 import lib_hypernet
-from lib_hypernet.errors import HypernetNotFoundError
-from lib_hypernet.library.folder import shorten
+from lib_hypernet.errors import HypernetNotFoundError, shorten
 
 if TYPE_CHECKING:
     from .extension import HypernetExtension
