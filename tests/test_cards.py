@@ -126,12 +126,18 @@ def test_a_broken_file_is_a_card_that_says_so(app):
     assert errors.records == []
 
 
-def test_sd_version_filter(app):
+def _page_with_facts() -> cards.HypernetCardsPage:
+    """The page built once every file's hash and SD version are known (as after the background thread)."""
     extension = wu.extension()
     extension.facts.stop()
     extension.facts.compute_missing(background=False)
     page = _page()
     page.create_html("txt2img")
+    return page
+
+
+def test_sd_version_filter(app):
+    page = _page_with_facts()
     assert "xl" not in page.items and "anime" in page.items  # an SD1 model is loaded
     assert page.create_item("xl", enable_filter=False)["sd_version"] == "SDXL"
     assert ui_extra_networks.get_single_card("hypernetworks", "txt2img", "xl")["name"] == "xl"
@@ -142,14 +148,10 @@ def test_sd_version_filter(app):
 
 def test_sd_version_filter_knows_a_model_by_its_context_width(app):
     """A model that sets no ``is_sd*`` flag is known by its UNet's ``context_dim``, as the messages know it."""
-    extension = wu.extension()
-    extension.facts.stop()
-    extension.facts.compute_missing(background=False)
     model = shared.sd_model
     model.is_sd1 = model.is_sd2 = model.is_sdxl = False
     model.model.diffusion_model.context_dim = 2048
-    page = _page()
-    page.create_html("txt2img")
+    page = _page_with_facts()
     assert "xl" in page.items and "anime" not in page.items
 
 
