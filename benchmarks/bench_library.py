@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from lib_hypernet.library.caches import DescriptionCache
     from lib_hypernet.library.folder import HypernetLibrary
-    from lib_hypernet.ui import LibraryPanel, LibrarySource, build_library_panel
+    from lib_hypernet.library.source import LibrarySource
+    from lib_hypernet.ui.library_panel import LibraryPanel, build_library_panel
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "hypernetworks"

@@ -235,7 +235,7 @@
 
     // ------------------------------------------------------------------ the panel beside the prompt
     // `config` is the JSON of the panel's hidden config box: {"rows": N, "default": 1, "prefix": "...",
-    // "labels": {name: "name [hash] SD1", ...}}.
+    // "labels": {name: "name [hash · SD1]", ...}}.
     function readConfig(configJson) {
         try {
             var c = JSON.parse(configJson || "{}");

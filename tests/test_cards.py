@@ -14,7 +14,7 @@ import webui_util as wu  # puts the stand-in (tests/webui_stub) on sys.path
 from hn_testutil import run_node
 from modules import errors, shared, ui_extra_networks
 
-from lib_hypernet.webui import cards
+from lib_hypernet.webui import cards, settings
 
 webui_ui = importlib.import_module("webui_ui")
 webui = importlib.import_module("webui")
@@ -124,20 +124,51 @@ def test_a_broken_file_is_a_card_that_says_so(app):
     assert errors.records == []
 
 
-def test_sd_version_filter(app):
+def _page_with_facts() -> cards.HypernetCardsPage:
+    """The page built once every file's hash and SD version are known (as after the background thread)."""
     extension = wu.extension()
     extension.facts.stop()
     extension.facts.compute_missing(background=False)
     page = _page()
     page.create_html("txt2img")
+    return page
+
+
+def test_sd_version_filter(app):
+    page = _page_with_facts()
     assert "xl" not in page.items and "anime" in page.items  # an SD1 model is loaded
     assert page.create_item("xl", enable_filter=False)["sd_version"] == "SDXL"
     assert ui_extra_networks.get_single_card("hypernetworks", "txt2img", "xl")["name"] == "xl"
-    shared.opts.data[cards.SHOW_ALL_OPTION] = True
+    shared.opts.data[settings.SHOW_ALL_OPTION] = True
     page.create_html("txt2img")
     assert "xl" in page.items
-    assert cards.fits("SD1/SDXL", "SDXL") and not cards.fits("SD1/SDXL", "SD2") and cards.fits("SD1+SD2", "SD2")
-    assert cards.fits(None, "SDXL") and cards.fits("SD1", None)
+
+
+def test_sd_version_filter_knows_a_model_by_its_context_width(app):
+    """A model that sets no ``is_sd*`` flag is known by its UNet's ``context_dim``, as the messages know it."""
+    model = shared.sd_model
+    model.is_sd1 = model.is_sd2 = model.is_sdxl = False
+    model.model.diffusion_model.context_dim = 2048
+    page = _page_with_facts()
+    assert "xl" in page.items and "anime" not in page.items
+
+
+def test_card_metadata_is_valid_json(app):
+    """The ⓘ popup's metadata is JSON a browser parses: a NaN (here from a damaged cached description) is null."""
+    extension = wu.extension()
+    extension.facts.stop()
+    anime = extension.library.files["anime"]
+    desc = extension.library.describe(anime)
+    extension.library.description_cache.put(desc.copy(layer_structure=[1, float("nan"), 1]))
+    extension.facts.compute(anime)  # what the background thread does
+    page = _page()
+    page.create_html("txt2img")
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    metadata = json.loads(ui_extra_networks.get_metadata("hypernetworks", "anime")["metadata"], parse_constant=refuse)
+    assert metadata["layer_structure"] == [1, None, 1]
 
 
 def test_preferred_weight(app):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -16,9 +18,11 @@ import lib_hypernet
 from lib_hypernet.cli import commands as cli
 from lib_hypernet.library import description
 from lib_hypernet.library.caches import DescriptionCache
-from lib_hypernet.library.description import CONVERT_WARNING, FileDescription, ModelFacts, describe_file, sd_version_of_widths
+from lib_hypernet.library.description import CONVERT_WARNING, FileDescription, ModelFacts, describe_file
 from lib_hypernet.library.folder import HypernetLibrary
 from lib_hypernet.library.service import HypernetService
+from lib_hypernet.model import family
+from lib_hypernet.model.family import SdVersion
 
 
 def _copy(fixtures_dir: Path, folder: Path, *names: str) -> None:
@@ -40,8 +44,26 @@ def _copy(fixtures_dir: Path, folder: Path, *names: str) -> None:
         ([], None),
     ],
 )
-def test_sd_version_of_widths(widths: list[int], expected: str | None) -> None:
-    assert sd_version_of_widths(widths) == expected
+def test_version_label(widths: list[int], expected: str | None) -> None:
+    assert family.version_label(widths) == expected
+
+
+def test_context_family_and_fits() -> None:
+    assert family.context_family([768, 320]) is SdVersion.SD1 and family.context_family([2048, 640]) is SdVersion.SDXL
+    assert family.context_family([768, 1024]) is None and family.context_family([320, 640]) is None
+    assert family.fits("SD1/SDXL", SdVersion.SDXL) and not family.fits("SD1/SDXL", SdVersion.SD2)
+    assert family.fits("SD1+SD2", SdVersion.SD2) and not family.fits("SD1", SdVersion.SDXL)
+    assert family.fits(None, SdVersion.SDXL) and family.fits("Unknown", SdVersion.SD1) and family.fits("SD1", None)
+    assert SdVersion.SDXL.widths == (2048, 640, 1280) and SdVersion.of_label("SD2") is SdVersion.SD2
+
+
+def test_family_of_a_model_flags_then_context_width() -> None:
+    """The flags decide; a model without them is known by its UNet's ``context_dim`` (e.g. a UNet only)."""
+    flags = SimpleNamespace(is_sdxl=False, is_sd2=True, is_sd1=False)
+    assert family.of_model(flags, SimpleNamespace(context_dim=2048)) is SdVersion.SD2
+    assert family.of_model(SimpleNamespace(), SimpleNamespace(context_dim=2048)) is SdVersion.SDXL
+    assert family.of_model(SimpleNamespace(), SimpleNamespace(context_dim=[768])) is None
+    assert family.of_model(SimpleNamespace(), None) is None
 
 
 def test_describes_a_fixture_like_the_manifest(fixtures_dir: Path, cases_by_name: dict) -> None:
@@ -68,6 +90,31 @@ def test_json_is_plain_for_orjson(fixtures_dir: Path) -> None:
     assert all(isinstance(k, str) for k in data["module_widths"]) and all(isinstance(k, str) for k in data["modules"])
     plain = describe_file(fixtures_dir / "dropout_1_2_2_1_elu_ln.pt").to_json()
     assert FileDescription.from_json(json.loads(orjson.dumps(plain))).to_json() == plain
+
+
+def test_json_has_no_nan() -> None:
+    """``to_json`` is the one converter: a NaN or infinity (a damaged cache, a hostile file) becomes null."""
+    desc = FileDescription(path="x.pt", layer_structure=[1, math.nan, 1], dropout_structure=[0, math.inf, 0],
+                           module_widths={8: [8, 16, 8]}, ok=True)  # type: ignore[dict-item]
+    data = desc.to_json()
+    text = json.dumps(data, allow_nan=False)
+    assert json.loads(text)["layer_structure"] == [1, None, 1] and data["dropout_structure"] == [0, None, 0]
+    assert data["module_widths"] == {"8": [8, 16, 8]}
+
+
+@pytest.mark.parametrize("model_hash", ["0123456789", " A1B2C3D4E5 ", "a1b2c3d4e5f60718", "A1B2"])
+def test_one_checkpoint_rule_and_words(fixtures_dir: Path, tmp_path: Path, model_hash: str) -> None:
+    """The generation's message and the description's warning: the same verdict (blanks and capitals aside, a
+    short hash is a prefix of the sha256) and the same words."""
+    folder = tmp_path / "hn"
+    _copy(fixtures_dir, folder, "dims_24_32_48_meta.pt")  # trained on random-sd15 [a1b2c3d4e5]
+    service = HypernetService(HypernetLibrary(folder))
+    prepared = service.prepare([["dims_24_32_48_meta"]])
+    messages = service.base_model_messages(prepared, model_hash, "sd15-pruned")
+    desc = describe_file(folder / "dims_24_32_48_meta.pt")
+    warnings = [w for w in desc.warnings_for(ModelFacts(model_hash, "sd15-pruned")) if w != CONVERT_WARNING]
+    assert messages == [f"Hypernet dims_24_32_48_meta was {w}" for w in warnings]
+    assert bool(messages) == (model_hash == "0123456789")
 
 
 def test_truncated_pt_is_not_called_loadable(fixtures_dir: Path, tmp_path: Path, capsys) -> None:
@@ -126,14 +173,14 @@ def test_model_warnings(fixtures_dir: Path) -> None:
     assert desc.warnings_for(None) == [CONVERT_WARNING]
     same = ModelFacts(checkpoint_hash="a1b2c3d4e5", checkpoint_name="random-sd15", widths=(24, 320))
     assert desc.warnings_for(same) == [CONVERT_WARNING]
-    other = ModelFacts.for_family("SD1", "0123456789", "sd15-pruned")
+    other = ModelFacts.for_family(SdVersion.SD1, "0123456789", "sd15-pruned")
     found = desc.warnings_for(other)
     assert any(w.startswith("trained on another checkpoint: random-sd15 [a1b2c3d4e5]") and "sd15-pruned" in w
                for w in found)
     assert any(w.startswith("no width matches the loaded model") for w in found)
     assert desc.to_json(other)["warnings"] == found
     assert desc.to_json()["warnings"] == [CONVERT_WARNING]  # the description itself is not changed
-    assert ModelFacts.for_family("SDXL").widths == (2048, 640, 1280)
+    assert ModelFacts.for_family(SdVersion.SDXL).widths == (2048, 640, 1280)
 
 
 # --------------------------------------------------------------------- the cache
@@ -221,7 +268,7 @@ def test_service_list_and_info_use_the_description(fixtures_dir: Path, tmp_path:
     folder = tmp_path / "hn"
     _copy(fixtures_dir, folder, "act_relu.pt", "dims_24_32_48_meta.pt")
     service = HypernetService(HypernetLibrary(folder))
-    model = ModelFacts.for_family("SD1", "0123456789", "other")
+    model = ModelFacts.for_family(SdVersion.SD1, "0123456789", "other")
     items = {item["name"]: item for item in service.list(model=model)}
     assert json.loads(orjson.dumps(items)) == items
     meta = items["dims_24_32_48_meta"]

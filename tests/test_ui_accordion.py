@@ -14,7 +14,6 @@ import webui_util as wu  # puts the stand-in (tests/webui_stub) on sys.path
 from modules import errors, infotext_utils, scripts, shared
 
 from lib_hypernet.ui import accordion as rows_ui
-from lib_hypernet.webui import accordion as webui_accordion
 
 webui_ui = importlib.import_module("webui_ui")  # the stand-in's UI build harness
 FILES = (("anime", {"seed": 1}), ("style (v2)", {"seed": 2}))
@@ -128,8 +127,8 @@ def test_compact_prompt_created_after_the_scripts_is_connected_too(app):
 
 
 def test_rows_setting(tmp_path):
-    with wu.running(tmp_path, FILES, settings={webui_accordion.ROWS_OPTION: 5}):
-        assert shared.opts.data[webui_accordion.ROWS_OPTION] == 5
+    with wu.running(tmp_path, FILES, settings={wu.webui_settings.ROWS_OPTION: 5}):
+        assert shared.opts.data[wu.webui_settings.ROWS_OPTION] == 5
         demo = webui_ui.build()
         assert _script().panel.rows.rows == 5
         assert json.loads(_script().panel.rows.config.value)["rows"] == 5

@@ -19,9 +19,11 @@ from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
 from lib_hypernet.library.description import ModelFacts
 from lib_hypernet.library.examples import EXAMPLES, make_examples
 from lib_hypernet.library.folder import HypernetLibrary
-from lib_hypernet.ui import COLUMNS, LibraryPanel, LibrarySource, SendTarget, build_library_panel, compat
+from lib_hypernet.library.source import LibrarySource, SendTarget
+from lib_hypernet.model.family import SdVersion
+from lib_hypernet.ui import compat
 from lib_hypernet.ui.__main__ import main
-from lib_hypernet.ui.library_panel import matches, row_of
+from lib_hypernet.ui.library_panel import COLUMNS, LibraryPanel, build_library_panel, matches, row_of
 from lib_hypernet.ui.standalone import build_app, make_source
 
 FIXTURES = ("act_relu.pt", "dims_24_32_48_meta.pt", "legacy_novelai.pt", "optim_fresh_a.pt", "optim_fresh_a.pt.optim")
@@ -126,7 +128,7 @@ def test_refresh_picks_up_new_files(panel: LibraryPanel, folder: Path, fixtures_
 
 # --------------------------------------------------------------------- detail and tag
 def test_detail_shows_metadata_hash_optim_and_warnings(folder: Path) -> None:
-    facts = ModelFacts.for_family("SD1", "0123456789", "sd15")
+    facts = ModelFacts.for_family(SdVersion.SD1, "0123456789", "sd15")
     panel = LibraryPanel(LibrarySource(HypernetLibrary(folder), model_facts=lambda: facts))
     html, tag = panel.on_file("dims_24_32_48_meta", 0.8)
     assert tag == "<hypernet:dims_24_32_48_meta:0.8>"

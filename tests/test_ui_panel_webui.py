@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from hn_testutil import run_node
 from modules import errors, paths, shared
 
-from lib_hypernet.ui import LibraryPanel
+from lib_hypernet.ui.library_panel import LibraryPanel
 from lib_hypernet.webui import tab
 
 

@@ -20,6 +20,7 @@ OPTION_KEYS = (
     "hypernet_panel_rows",  # the panel beside the prompt (lib_hypernet/webui/accordion.py)
     "hypernet_cards_show_all",  # the cards page (lib_hypernet/webui/cards.py)
 )
+SECTION = ("hypernet", "Hypernetworks", "sd")
 
 
 @pytest.fixture
@@ -173,6 +174,25 @@ def test_settings_exist_without_ui_settings(tmp_path, nowebui):
             assert getattr(shared.opts, key) == default, key
         # and they work: the tag applies
         assert not wu.same(wu.gen("<hypernet:x:0.8>a cat"), wu.gen())
+
+
+def test_settings_are_one_section_with_its_category(tmp_path, monkeypatch):
+    """Every option is registered once, in one section that carries the category: an option of a section without
+    it sits under "Uncategorized" until the settings page's reorder (never, without the UI)."""
+    sections = []
+    real = shared.options_section
+
+    def recording(identifier, options):
+        if any(key.startswith("hypernet_") for key in options):
+            sections.append((tuple(identifier), sorted(options)))
+        return real(identifier, options)
+
+    monkeypatch.setattr(shared, "options_section", recording)
+    with wu.running(tmp_path, nowebui=True):
+        assert sections == [(SECTION, sorted(OPTION_KEYS))]
+        labels = shared.opts.data_labels
+        assert all(labels[key].category_id == SECTION[2] for key in OPTION_KEYS)
+        assert list(wu.webui_settings.OPTIONS) == list(OPTION_KEYS)
 
 
 class _HelpText(html.parser.HTMLParser):

@@ -11,6 +11,8 @@ import torch
 import webui_util as wu
 from modules import extra_networks, extra_networks_hypernet, shared
 
+from lib_hypernet.webui import a1111
+
 X = "<hypernet:x:{}>"
 
 
@@ -28,7 +30,7 @@ def test_stripped_prompts_are_equal():
 
 def test_registration_replaces_the_builtin_also_after_reload_ui(app):
     network = extra_networks.extra_network_registry["hypernet"]
-    assert isinstance(network, wu.a1111.ExtraNetworkHypernet)
+    assert isinstance(network, a1111.ExtraNetworkHypernet)
     assert not getattr(network, "builtin", False)
     assert wu.attention_widths() == list(wu.SD1_TINY_WIDTHS)
 
@@ -38,7 +40,7 @@ def test_registration_replaces_the_builtin_also_after_reload_ui(app):
 
     wu.webui.reload_ui()
     network = extra_networks.extra_network_registry["hypernet"]
-    assert isinstance(network, wu.a1111.ExtraNetworkHypernet)  # the class the re-executed script registered
+    assert isinstance(network, a1111.ExtraNetworkHypernet)  # the class the re-executed script registered
     assert not getattr(network, "builtin", False)
     after = wu.gen("<hypernet:x:0.8>a cat")
     assert wu.same(after, before)

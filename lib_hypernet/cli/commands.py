@@ -24,7 +24,8 @@ from ..formats.hashing import LEGACY_HASH_OF_SMALL_FILES, SHORTHASH_LENGTH, lega
 from ..formats.optim import load_optimizer_state, optim_path
 from ..formats.safe_unpickle import a1111_zip_entries_rejected
 from ..library.actions import PROBE_SHAPE, convert_file, probe_outputs
-from ..library.description import describe_file
+from ..library.description import checkpoint_label, describe_file
+from ..library.text import entry_names, human_size, structure_text, yes_no
 from ..model.activations import creatable_activations
 from ..model.create import WEIGHT_INITIALIZATIONS, create
 from ..model.decode import all_finite
@@ -63,29 +64,6 @@ def _arrow() -> str:
     except (UnicodeEncodeError, LookupError):
         return "->"
     return "→"
-
-
-def _human_size(n: int) -> str:
-    if n < 1024:
-        return f"{n} bytes"
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"  # pragma: no cover
-
-
-def _num(x: float) -> str:
-    """1.0 → ``1``, 0.5 → ``0.5`` (how A1111's UI writes structures)."""
-    return f"{x:g}"
-
-
-def _structure(values: Sequence[float]) -> str:
-    return ", ".join(_num(x) for x in values)
-
-
-def _entry_names(entries: Sequence[str]) -> str:
-    """Zip entry names without the archive folder: ``.format_version, .storage_alignment``."""
-    return ", ".join(name.split("/", 1)[-1] for name in entries)
 
 
 # How the hints spell this command: runnable as written from the extension folder, with no install step.
@@ -133,10 +111,6 @@ def inspect_file(path: str, digest: str | HypernetError | None = None) -> dict[s
     return describe_file(path, digest=digest).to_json()
 
 
-def _yes(value: Any) -> str:
-    return "yes" if value else "no"
-
-
 def render_info(entry: dict[str, Any]) -> str:
     """The aligned ``key: value`` text for one :func:`inspect_file` entry."""
     rows: list[tuple[str, str | list[str]]] = [("file", entry["path"])]
@@ -151,7 +125,7 @@ def render_info(entry: dict[str, Any]) -> str:
             fmt = f"pt ({entry['container']})" if entry.get("container") else "pt (unreadable)"
         rows.append(("format", fmt))
     if entry.get("size") is not None:
-        rows.append(("size", f"{_human_size(entry['size'])} ({entry['size']:,} bytes)"))
+        rows.append(("size", f"{human_size(entry['size'])} ({entry['size']:,} bytes)"))
     if entry.get("safe_detail"):
         verdict = {True: "yes", False: "NO", None: "unknown"}[entry["safe"]]
         rows.append(("safe", f"{verdict}: {entry['safe_detail']}"))
@@ -163,7 +137,7 @@ def render_info(entry: dict[str, Any]) -> str:
                 (
                     "A1111 loads",
                     [
-                        f"NO: A1111 1.10.1 refuses its zip entries {_entry_names(entry['a1111_rejected_entries'])} "
+                        f"NO: A1111 1.10.1 refuses its zip entries {entry_names(entry['a1111_rejected_entries'])} "
                         "(written by newer torch)",
                         f"fix: {_fix_command(entry['path'])}  (rewrites it in the legacy .pt format A1111 loads)",
                     ],
@@ -176,16 +150,16 @@ def render_info(entry: dict[str, Any]) -> str:
         rows += [
             ("widths", ", ".join(str(w) for w in entry["widths"])),
             ("SD version", entry["sd_version"] or "unknown (no Stable Diffusion attention width)"),
-            ("layer structure", _structure(entry["layer_structure"])),
+            ("layer structure", structure_text(entry["layer_structure"])),
             ("modules", [f"{width}: {arrow.join(names)}" for width, names in entry["modules"].items()]),
             ("parameters", f"{entry['param_count']:,} (k and v modules of all widths)"),
             ("activation", _activation_text(entry["activation_func"])),
-            ("layer norm", _yes(entry["is_layer_norm"])),
-            ("activate output", _yes(entry["activate_output"])),
+            ("layer norm", yes_no(entry["is_layer_norm"])),
+            ("activate output", yes_no(entry["activate_output"])),
             ("dropout", _dropout_text(entry)),
             ("weight init", str(entry["weight_initialization"])),
             ("step", str(entry["step"])),
-            ("base model", _base_model_text(entry)),
+            ("base model", checkpoint_label(entry["sd_checkpoint_name"], entry["sd_checkpoint"]) or "not recorded"),
             ("info", entry["optional_info"] if entry["optional_info"] else "-"),
             ("ignored keys", ", ".join(entry["ignored_keys"]) if entry["ignored_keys"] else "none"),
         ]
@@ -230,20 +204,11 @@ def _activation_text(name: str | None) -> str:
 def _dropout_text(entry: dict[str, Any]) -> str:
     ds = entry["dropout_structure"]
     if not any(ds):
-        return f"none (structure {_structure(ds)})"
+        return f"none (structure {structure_text(ds)})"
     return (
-        f"{_structure(ds)} (use_dropout={entry['use_dropout']}, last_layer_dropout={entry['last_layer_dropout']}; "
+        f"{structure_text(ds)} (use_dropout={entry['use_dropout']}, last_layer_dropout={entry['last_layer_dropout']}; "
         "inactive at inference)"
     )
-
-
-def _base_model_text(entry: dict[str, Any]) -> str:
-    name, short = entry["sd_checkpoint_name"], entry["sd_checkpoint"]
-    if not name and not short:
-        return "not recorded"
-    if name and short:
-        return f"{name} [{short}]"
-    return f"{name}" if name else f"[{short}]"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -283,7 +248,7 @@ def convert(src: str, dst: str, force: bool = False, *, loaded: Hypernetwork | N
     kind = {"pt": "legacy .pt, loadable by every A1111", "safetensors": "safetensors"}[done.format]
     widths = ", ".join(str(w) for w in done.widths)
     report = (
-        f"wrote {dst} ({kind}, {_human_size(os.path.getsize(dst))}, sha256 {done.sha256[:SHORTHASH_LENGTH]}); "
+        f"wrote {dst} ({kind}, {human_size(os.path.getsize(dst))}, sha256 {done.sha256[:SHORTHASH_LENGTH]}); "
         f"weights bit-identical to {src} for widths {widths}"
     )
     return report + (f"; {done.optim_note}" if done.optim_note else "")
@@ -326,7 +291,7 @@ def verify_file(path: str, digest: str | HypernetError | None = None) -> tuple[s
         rejected = a1111_zip_entries_rejected(path)
         if rejected:
             notes.append(
-                f"A1111 1.10.1 refuses its zip entries {_entry_names(rejected)}; fix: {_fix_command(path)}"
+                f"A1111 1.10.1 refuses its zip entries {entry_names(rejected)}; fix: {_fix_command(path)}"
             )
     return None, notes
 
@@ -423,7 +388,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     )
     size = os.path.getsize(path)
     print(
-        f"created {path} ({args.format}, {_human_size(size)}, {hn.param_count:,} parameters, "
+        f"created {path} ({args.format}, {human_size(size)}, {hn.param_count:,} parameters, "
         f"widths {', '.join(str(w) for w in hn.widths)}, sha256 {sha256(path)[:SHORTHASH_LENGTH]})"
     )
     return 0
@@ -438,7 +403,7 @@ def cmd_examples(args: argparse.Namespace) -> int:
     for example in EXAMPLES:
         path = os.path.join(args.out, *example.relpath.split("/"))
         if path in written:
-            print(f"wrote {path} ({_human_size(os.path.getsize(path))})", flush=True)
+            print(f"wrote {path} ({human_size(os.path.getsize(path))})", flush=True)
         else:
             print(f"skipped {path} (already exists)", flush=True)
     return 0

@@ -7,14 +7,16 @@ base model, no matching width) come from :meth:`FileDescription.warnings_for`, s
 description itself is cached per file and the model changes.
 
 :meth:`FileDescription.to_json` gives plain JSON (string keys only: the webui renders routes
-with orjson, which refuses int keys).
+with orjson, which refuses int keys; no NaN: the cards' popup and browsers refuse it).  The
+checkpoint-mismatch rule and the labels of checkpoints and files live here too, so that the
+messages, the warnings, the CLI and the panel say them the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,32 +27,13 @@ from ..formats import format_of
 from ..formats.hashing import SHORTHASH_LENGTH, legacy_hash_is_meaningful, legacy_model_hash, sha256
 from ..formats.optim import load_optimizer_state, optim_path
 from ..formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
+from ..model.family import SdVersion, version_label
 from ..model.hypernetwork import Hypernetwork, load
 from ..model.module import layer_widths
 
 SCHEMA_VERSION = 1
 
-CONTEXT_WIDTHS = {768: "SD1", 1024: "SD2", 2048: "SDXL"}
-"""Cross-attention (text context) width → the model family that has it."""
-SELF_ATTENTION_WIDTHS = {320: ("SD1", "SD2", "SDXL"), 640: ("SD1", "SD2", "SDXL"), 1280: ("SD1", "SD2", "SDXL")}
-"""Self-attention widths are shared: an SD1 file also hooks SDXL's (and SD2's) self-attention."""
-MODEL_WIDTHS = {"SD1": (768, 320, 640, 1280), "SD2": (1024, 320, 640, 1280), "SDXL": (2048, 640, 1280)}
-"""The attention widths of each model family (cross-attention context first)."""
-
 CONVERT_WARNING = "A1111 cannot load this .pt: convert it"
-
-
-def sd_version_of_widths(widths: Sequence[int]) -> str | None:
-    """``"SD1"``/``"SD2"``/``"SDXL"`` from the text-context width; ``"SD1/SDXL"`` for self-attention widths only.
-
-    Several context widths give e.g. ``"SD1+SD2"``; ``None`` when no width is a Stable Diffusion one.
-    """
-    families = sorted({CONTEXT_WIDTHS[w] for w in widths if w in CONTEXT_WIDTHS}, key=list(MODEL_WIDTHS).index)
-    if families:
-        return "+".join(families)
-    if any(w in SELF_ATTENTION_WIDTHS for w in widths):
-        return "SD1/SDXL"
-    return None
 
 
 @dataclass(frozen=True)
@@ -59,12 +42,47 @@ class ModelFacts:
 
     checkpoint_hash: str | None = None  # A1111's short hash of the checkpoint (10 hex), or its sha256
     checkpoint_name: str | None = None
-    widths: tuple[int, ...] = ()  # the model's attention widths (see MODEL_WIDTHS)
+    widths: tuple[int, ...] = ()  # the model's attention widths (see SdVersion.widths)
 
     @classmethod
-    def for_family(cls, family: str | None, checkpoint_hash: str | None = None,
+    def for_family(cls, family: SdVersion | None, checkpoint_hash: str | None = None,
                    checkpoint_name: str | None = None) -> ModelFacts:
-        return cls(checkpoint_hash, checkpoint_name, tuple(MODEL_WIDTHS.get(family or "", ())))
+        return cls(checkpoint_hash, checkpoint_name, family.widths if family is not None else ())
+
+
+# --------------------------------------------------------------------- labels and the checkpoint rule
+def checkpoint_label(name: str | None, short: str | None) -> str:
+    """``name [short]`` for a checkpoint (``name`` or ``[short]`` when only one is known; empty for neither)."""
+    if name and short:
+        return f"{name} [{short}]"
+    return name or (f"[{short}]" if short else "")
+
+
+def file_label(name: str, shorthash: str | None, sd_version: str | None) -> str:
+    """A file in a dropdown: ``name [0123456789 · SD1]`` (the parts that are known)."""
+    extra = " · ".join(x for x in (shorthash, sd_version) if x)
+    return f"{name} [{extra}]" if extra else name
+
+
+def checkpoint_mismatch(trained_hash: str | None, model_hash: str | None) -> bool:
+    """Whether a file trained on ``trained_hash`` meets another checkpoint, ``model_hash``.
+
+    Either may be A1111's short hash or a full sha256 (and a file's may carry stray blanks or capitals), so
+    both are stripped and lower-cased and one being a prefix of the other is the same checkpoint.  An
+    unknown side is no mismatch.
+    """
+    trained = (trained_hash or "").strip().lower()
+    current = (model_hash or "").strip().lower()
+    return bool(trained and current) and not (current.startswith(trained) or trained.startswith(current))
+
+
+def mismatch_warning(trained_hash: str | None, trained_name: str | None,
+                     model_hash: str | None, model_name: str | None) -> str | None:
+    """The words for :func:`checkpoint_mismatch` (None when the checkpoints agree or one is unknown)."""
+    if not checkpoint_mismatch(trained_hash, model_hash):
+        return None
+    return (f"trained on another checkpoint: {checkpoint_label(trained_name, trained_hash)}; "
+            f"the loaded model is {checkpoint_label(model_name or '?', model_hash)}")
 
 
 @dataclass
@@ -113,13 +131,14 @@ class FileDescription:
 
     # ------------------------------------------------------------------ output
     def to_json(self, model: ModelFacts | None = None) -> dict[str, Any]:
-        """Plain JSON data (string keys, lists, numbers, strings, booleans, ``None``).
+        """Plain JSON data (string keys, lists, finite numbers, strings, booleans, ``None``).
 
-        With ``model``, ``warnings`` also holds the model-dependent ones.
+        The one converter to JSON: ``json.dumps(..., allow_nan=False)`` and orjson take it as it is (a NaN or
+        infinity becomes ``None``).  With ``model``, ``warnings`` also holds the model-dependent ones.
         """
         data = dataclasses.asdict(self)
         data["warnings"] = self.warnings_for(model)
-        return data
+        return _plain(data)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FileDescription:
@@ -138,14 +157,10 @@ class FileDescription:
         found = list(self.warnings)
         if model is None or not self.ok:
             return found
-        trained = (self.sd_checkpoint or "").strip().lower()
-        current = (model.checkpoint_hash or "").strip().lower()
-        if trained and current and not (current.startswith(trained) or trained.startswith(current)):
-            label = f"{self.sd_checkpoint_name} [{self.sd_checkpoint}]" if self.sd_checkpoint_name else f"[{self.sd_checkpoint}]"
-            found.append(
-                f"trained on another checkpoint: {label}; the loaded model is "
-                f"{model.checkpoint_name or '?'} [{model.checkpoint_hash}]"
-            )
+        mismatch = mismatch_warning(self.sd_checkpoint, self.sd_checkpoint_name,
+                                    model.checkpoint_hash, model.checkpoint_name)
+        if mismatch:
+            found.append(mismatch)
         if model.widths and self.widths and not set(self.widths) & set(model.widths):
             found.append(
                 f"no width matches the loaded model: the file has {'/'.join(map(str, self.widths))}, "
@@ -252,8 +267,8 @@ def _check_container(desc: FileDescription) -> bool:
 def _set_metadata(desc: FileDescription, hn: Hypernetwork) -> None:
     desc.internal_name = hn.name
     desc.widths = list(hn.widths)
-    desc.sd_version = sd_version_of_widths(hn.widths)
-    desc.layer_structure = [_plain(x) for x in hn.layer_structure]
+    desc.sd_version = version_label(hn.widths)
+    desc.layer_structure = [_number(x) for x in hn.layer_structure]
     desc.module_widths = {str(w): layer_widths(w, hn.layer_structure) for w in hn.widths}
     desc.modules = {str(w): [_describe_layer(layer) for layer in hn.layers[w][0].linear] for w in hn.widths}
     desc.param_count = hn.param_count
@@ -261,7 +276,7 @@ def _set_metadata(desc: FileDescription, hn: Hypernetwork) -> None:
     desc.is_layer_norm = bool(hn.is_layer_norm)
     desc.activate_output = bool(hn.activate_output)
     desc.use_dropout = bool(hn.use_dropout)
-    desc.dropout_structure = [_plain(x) for x in (hn.dropout_structure or [])]
+    desc.dropout_structure = [_number(x) for x in (hn.dropout_structure or [])]
     desc.last_layer_dropout = bool(hn.last_layer_dropout)
     desc.weight_initialization = None if hn.weight_initialization is None else str(hn.weight_initialization)
     desc.step = None if hn.step is None else int(hn.step)
@@ -298,9 +313,22 @@ def optim_stamp(path: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def _plain(x: Any) -> int | float:
-    """A JSON number (the structures hold ints and floats; anything else becomes a float)."""
+def _number(x: Any) -> int | float:
+    """A number for JSON (the structures hold ints and floats; anything else becomes a float)."""
     return x if isinstance(x, (int, float)) and not isinstance(x, bool) else float(x)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON data: string keys, lists, finite numbers (a NaN or infinity becomes None), strings."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    return str(value)
 
 
 def _describe_layer(layer: torch.nn.Module) -> str:

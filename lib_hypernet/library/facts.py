@@ -13,21 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import HypernetError
+from ..model.family import version_label
+from .description import file_label
 from .folder import HypernetFile, HypernetLibrary
 
 log = logging.getLogger(__name__)
-
-CONTEXT_FAMILIES = {768: "SD1", 1024: "SD2", 2048: "SDXL"}
-SELF_ATTENTION_WIDTHS = frozenset((320, 640, 1280))
-
-
-def sd_version(widths: Iterable[int]) -> str | None:
-    """``SD1``/``SD2``/``SDXL`` from the text-context width; ``SD1/SDXL`` for self-attention widths only."""
-    widths = list(widths)
-    families = sorted({CONTEXT_FAMILIES[w] for w in widths if w in CONTEXT_FAMILIES}, key=["SD1", "SD2", "SDXL"].index)
-    if families:
-        return "+".join(families)
-    return "SD1/SDXL" if any(w in SELF_ATTENTION_WIDTHS for w in widths) else None
 
 
 @dataclass(frozen=True)
@@ -70,15 +60,14 @@ class FileFacts:
             return None
         if desc is None:
             return None
-        summary = _plain(desc.copy(name=file.name, relpath=file.relpath).to_json())
-        version = desc.sd_version or sd_version(desc.widths)
+        summary = desc.copy(name=file.name, relpath=file.relpath).to_json()
+        version = desc.sd_version or version_label(desc.widths)
         return Facts(desc.shorthash, version, summary)
 
     def label(self, file: HypernetFile) -> str:
         """``name [0123456789 · SD1]`` (the parts that are known)."""
         facts = self.get(file)
-        extra = " · ".join(x for x in (facts.shorthash, facts.sd_version) if x)
-        return f"{file.name} [{extra}]" if extra else file.name
+        return file_label(file.name, facts.shorthash, facts.sd_version)
 
     def compute(self, file: HypernetFile) -> Facts:
         """Read the summary and hash the file now (in the calling thread)."""
@@ -93,8 +82,8 @@ class FileFacts:
         except HypernetError as exc:
             log.warning("hypernetworks: cannot hash %s: %s", file.path, exc.reason)
             shorthash = None
-        version = summary.get("sd_version") or sd_version(summary.get("widths") or [])
-        facts = Facts(shorthash, version, _plain(summary))
+        version = summary.get("sd_version") or version_label(summary.get("widths") or [])
+        facts = Facts(shorthash, version, summary)
         with self._lock:
             self._known[file.path] = ((file.size, file.mtime_ns), facts)
         return facts
@@ -142,13 +131,3 @@ class FileFacts:
             except Exception:
                 log.warning("hypernetworks: saving computed facts failed", exc_info=True)
 
-
-def _plain(value: Any) -> Any:
-    """JSON-plain data (the ⓘ popup does ``json.dumps``): dict keys become strings, tuples lists."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError
+from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError, shorten
 from ..formats import SUFFIXES, format_of
 from ..formats.fileio import TEMP_FILE_RE, remove_stale_temp_files
 from ..formats.hashing import SHORTHASH_LENGTH
@@ -36,11 +36,6 @@ MAX_NAME_LENGTH = 1024
 """Longer names are refused before any matching (no file name is this long; a fuzzy match would cost seconds)."""
 ECHO_LENGTH = 100
 """How much of a name a message repeats."""
-
-
-def shorten(text: str, limit: int = ECHO_LENGTH) -> str:
-    """``text`` cut to ``limit`` characters, saying how long it was (for echoing user input)."""
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -182,9 +177,10 @@ class HypernetLibrary:
         return self._find(name)
 
     def _find(self, name: str) -> HypernetFile:
+        echo = shorten(name, ECHO_LENGTH)
         if len(name) > MAX_NAME_LENGTH:
             raise HypernetNotFoundError(
-                f"hypernetwork name {shorten(name)!r} is too long (at most {MAX_NAME_LENGTH} characters)", name=shorten(name)
+                f"hypernetwork name {echo!r} is too long (at most {MAX_NAME_LENGTH} characters)", name=echo
             )
         with self._lock:
             found = self.files.get(name) or self._aliases.get(name) or self._aliases.get(name.replace("\\", "/"))
@@ -193,7 +189,7 @@ class HypernetLibrary:
             if name in self.duplicates:
                 choices = [n for n, f in self.files.items() if f.stem == name]
                 raise HypernetNotFoundError(
-                    f"hypernetwork name {shorten(name)!r} is ambiguous: {len(choices)} files have it; "
+                    f"hypernetwork name {echo!r} is ambiguous: {len(choices)} files have it; "
                     f"use one of {', '.join(choices)}",
                     name=name,
                     candidates=choices,
@@ -205,7 +201,7 @@ class HypernetLibrary:
             where = self.root or "(no hypernetwork folder)"
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise HypernetNotFoundError(
-                f"hypernetwork {shorten(name)!r} not found in {where}{hint}", name=shorten(name), candidates=close
+                f"hypernetwork {echo!r} not found in {where}{hint}", name=echo, candidates=close
             )
 
     def converted_source(self, file: HypernetFile) -> HypernetFile | None:

@@ -15,14 +15,15 @@ from typing import Any
 
 from ..engine.report import EntryReport
 from ..engine.strength import Strength
-from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError
+from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError, shorten
 from ..formats.hashing import legacy_hash_is_meaningful, legacy_model_hash
+from ..model.family import SdVersion, context_family
 from ..model.hypernetwork import Hypernetwork
 from ..prompt import infotext
 from ..prompt.edit import add_tag
 from ..prompt.grammar import PREFIX, HypernetRequest, TagError, names_in_prompt, parse_items, parse_number, rename_in_prompt
 from ..prompt.writer import format_tag
-from .description import CONTEXT_WIDTHS, ModelFacts
+from .description import ModelFacts, mismatch_warning
 from .folder import HypernetFile, HypernetLibrary
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,6 @@ class Prepared:
     files: list[HypernetFile] = field(default_factory=list)  # one per stack entry
     messages: list[str] = field(default_factory=list)
     hashes: list[tuple[str, str]] = field(default_factory=list)  # (name, shorthash) for the infotext
-
-
-def family_of_widths(widths: Sequence[int]) -> str | None:
-    """'SD1'/'SD2'/'SDXL' from a hypernetwork's text-context width, if it has exactly one."""
-    families = {CONTEXT_WIDTHS[w] for w in widths if w in CONTEXT_WIDTHS}
-    return families.pop() if len(families) == 1 else None
 
 
 class HypernetService:
@@ -76,8 +71,8 @@ class HypernetService:
                 result.messages.append(f"Hypernet tag skipped: {exc}")
                 continue
             except Exception as exc:  # a bug in parsing must not drop the other tags
-                log.exception("hypernetworks: cannot parse the tag %s", _shorten(repr(list(items))))
-                result.messages.append(f"Hypernet tag skipped: {_shorten(repr(list(items)))}: {_describe(exc)}")
+                log.exception("hypernetworks: cannot parse the tag %s", shorten(repr(list(items))))
+                result.messages.append(f"Hypernet tag skipped: {shorten(repr(list(items)))}: {_describe(exc)}")
                 continue
             self._add_isolated(request, result, with_hashes)
         return result
@@ -115,18 +110,16 @@ class HypernetService:
     def base_model_messages(
         self, prepared: Prepared, checkpoint_hash: str | None, checkpoint_name: str | None
     ) -> list[str]:
-        """A note per hypernetwork whose recorded training checkpoint differs from the loaded one."""
+        """A note per hypernetwork whose recorded training checkpoint differs from the loaded one.
+
+        The rule and the words are :func:`~lib_hypernet.library.description.mismatch_warning`'s (the
+        descriptions' warning), behind ``Hypernet NAME was``.
+        """
         messages: list[str] = []
-        if not checkpoint_hash:
-            return messages
         for name, (hn, _) in zip(prepared.names, prepared.stack):
-            trained = (hn.sd_checkpoint or "").strip().lower()
-            if not trained or checkpoint_hash.lower().startswith(trained) or trained.startswith(checkpoint_hash.lower()):
-                continue
-            label = f"{hn.sd_checkpoint_name} [{hn.sd_checkpoint}]" if hn.sd_checkpoint_name else f"[{hn.sd_checkpoint}]"
-            messages.append(
-                f"Hypernet {name} was trained on {label}; the current model is {checkpoint_name or '?'} [{checkpoint_hash}]"
-            )
+            warning = mismatch_warning(hn.sd_checkpoint, hn.sd_checkpoint_name, checkpoint_hash, checkpoint_name)
+            if warning:
+                messages.append(f"Hypernet {name} was {warning}")
         return messages
 
     @staticmethod
@@ -144,7 +137,8 @@ class HypernetService:
         return [r.index for r in reports if r.index < len(prepared.stack) and not r.matched_nothing]
 
     @staticmethod
-    def report_messages(prepared: Prepared, reports: Sequence[EntryReport], model_family: str | None) -> list[str]:
+    def report_messages(prepared: Prepared, reports: Sequence[EntryReport],
+                        model_family: SdVersion | None) -> list[str]:
         """Notes for hypernetworks that changed no attention layer, or self-attention only."""
         messages = []
         for report in reports:
@@ -154,9 +148,9 @@ class HypernetService:
             name = prepared.names[report.index]
             if strength.is_zero:
                 continue
-            family = family_of_widths(hn.widths)
-            made_for = f" (an {family} hypernetwork)" if family else ""
-            on_model = f" on this {model_family} model" if model_family else ""
+            family = context_family(hn.widths)
+            made_for = f" (an {family.label} hypernetwork)" if family else ""
+            on_model = f" on this {model_family.label} model" if model_family else ""
             widths = "/".join(str(w) for w in hn.widths)
             if report.matched_nothing:
                 messages.append(
@@ -304,12 +298,7 @@ class HypernetService:
 
 
 
-def _shorten(text: str, limit: int = 200) -> str:
-    """``text`` cut to ``limit`` characters (user input echoed in messages and logs)."""
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
-
-
 def _describe(exc: BaseException) -> str:
     """A one-line description of an unexpected exception for a message under the image."""
     text = str(exc) if isinstance(exc, HypernetError) else f"{type(exc).__name__}: {exc}"
-    return _shorten(text, 500)
+    return shorten(text, 500)

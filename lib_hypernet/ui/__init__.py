@@ -1,12 +1,7 @@
-"""The gradio user interface: the library panel (webui tab and standalone page).
+"""The gradio user interface: the library panel (webui tab and standalone page) and the rows beside the prompt.
 
-Imports gradio; never the webui's ``modules`` (hosts pass a :class:`LibrarySource`).
-``import lib_hypernet`` does not import this package.
+Its modules import gradio; never the webui's ``modules`` (hosts pass a
+:class:`~lib_hypernet.library.source.LibrarySource`).  This package file imports nothing, so that importing one
+module (e.g. :mod:`.compat`) loads only what that module needs: import :mod:`.library_panel`, :mod:`.accordion`,
+:mod:`.standalone` directly.  ``import lib_hypernet`` does not import this package.
 """
-
-from __future__ import annotations
-
-from ..library.source import ActionError, LibrarySource, SendTarget
-from .library_panel import COLUMNS, LibraryPanel, build_library_panel
-
-__all__ = ["COLUMNS", "ActionError", "LibraryPanel", "LibrarySource", "SendTarget", "build_library_panel"]

@@ -17,8 +17,9 @@ from typing import Any
 import gradio as gr
 
 from ..errors import HypernetError
-from ..library.description import FileDescription
+from ..library.description import FileDescription, checkpoint_label, file_label
 from ..library.source import ActionError, LibrarySource
+from ..library.text import entry_names, human_size, structure_text, yes_no
 from ..model.activations import creatable_activations
 from ..model.create import WEIGHT_INITIALIZATIONS
 from ..prompt.grammar import TagError
@@ -48,28 +49,8 @@ A1111_DEFAULT_SIZES = ["768", "320", "640", "1280"]
 
 
 # --------------------------------------------------------------------- plain formatting
-def human_size(n: int | None) -> str:
-    if n is None:
-        return ""
-    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
-def _numbers(values: Sequence[float]) -> str:
-    return ", ".join(f"{v:g}" for v in values)
-
-
-def _yes(value: bool | None) -> str:
-    return "" if value is None else ("yes" if value else "no")
-
-
 def base_model(desc: FileDescription) -> str:
-    name, short = desc.sd_checkpoint_name, desc.sd_checkpoint
-    if name and short:
-        return f"{name} [{short}]"
-    return name or (f"[{short}]" if short else "")
+    return checkpoint_label(desc.sd_checkpoint_name, desc.sd_checkpoint)
 
 
 def safe_text(desc: FileDescription) -> str:
@@ -82,10 +63,11 @@ def safe_text(desc: FileDescription) -> str:
 
 def row_of(desc: FileDescription) -> list[Any]:
     """One table row (the order of :data:`COLUMNS`)."""
-    dropout = _numbers(desc.dropout_structure) if any(desc.dropout_structure) else ("none" if desc.ok else "")
+    dropout = structure_text(desc.dropout_structure) if any(desc.dropout_structure) else ("none" if desc.ok else "")
     return [
         desc.name, desc.relpath, desc.format or "", desc.sd_version or ("–" if desc.ok else ""),
-        _numbers(desc.layer_structure), "" if not desc.ok else str(desc.activation_func), _yes(desc.is_layer_norm),
+        structure_text(desc.layer_structure), "" if not desc.ok else str(desc.activation_func),
+        yes_no(desc.is_layer_norm),
         dropout, "" if desc.step is None else desc.step, base_model(desc), desc.shorthash or "", human_size(desc.size),
         safe_text(desc),
     ]
@@ -107,12 +89,6 @@ def matches(desc: FileDescription, query: str) -> bool:
     return all(word in haystack for word in words)
 
 
-def choice_label(desc: FileDescription) -> str:
-    """``name [shorthash] SD1`` (gradio 4 shows it; gradio 3 shows names only)."""
-    extras = [f"[{desc.shorthash}]" if desc.shorthash else "", desc.sd_version or ""]
-    return " ".join([desc.name, *(e for e in extras if e)])
-
-
 def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> str:
     """The detail view: every fact about the file, its optional info, the ``.optim`` verdict, warnings."""
     if desc is None:
@@ -126,18 +102,18 @@ def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> s
              ("safe", f"{safe_text(desc)}: {desc.safe_detail}" if desc.safe_detail else safe_text(desc))]
     if desc.format == "pt" and desc.a1111_loadable is not None:
         rows.append(("A1111 loads", "yes" if desc.a1111_loadable else
-                     "no: " + ", ".join(n.split("/", 1)[-1] for n in desc.a1111_rejected_entries)))
+                     "no: " + entry_names(desc.a1111_rejected_entries)))
     if desc.ok:
         rows += [
             ("SD version", desc.sd_version or "unknown (no Stable Diffusion attention width)"),
             ("widths", ", ".join(map(str, desc.widths))),
-            ("layer structure", _numbers(desc.layer_structure)),
+            ("layer structure", structure_text(desc.layer_structure)),
             ("modules", "<br>".join(e(f"{w}: {' → '.join(names)}") for w, names in desc.modules.items())),
             ("parameters", f"{desc.param_count:,}" if desc.param_count is not None else "?"),
             ("activation", str(desc.activation_func)),
-            ("layer norm", _yes(desc.is_layer_norm)),
-            ("activate output", _yes(desc.activate_output)),
-            ("dropout", _numbers(desc.dropout_structure) if any(desc.dropout_structure) else "none"),
+            ("layer norm", yes_no(desc.is_layer_norm)),
+            ("activate output", yes_no(desc.activate_output)),
+            ("dropout", structure_text(desc.dropout_structure) if any(desc.dropout_structure) else "none"),
             ("weight init", str(desc.weight_initialization)),
             ("step", str(desc.step)),
             ("base model", base_model(desc) or "not recorded"),
@@ -202,7 +178,8 @@ class LibraryPanel:
         shown.sort(key=lambda d: (key(d), d.name.casefold()), reverse=bool(descending))
         names = [d.name for d in shown]
         value = selected if selected in names else (names[0] if names else None)
-        files = compat.update(choices=compat.dropdown_choices([(choice_label(d), d.name) for d in shown]), value=value)
+        labels = [(file_label(d.name, d.shorthash, d.sd_version), d.name) for d in shown]
+        files = compat.update(choices=compat.dropdown_choices(labels), value=value)
         return View(compat.table_value(COLUMNS, [row_of(d) for d in shown]), names, files,
                     self._status(descs, len(shown)), value)
 

@@ -13,18 +13,10 @@ from typing import Any
 from modules import extra_networks, script_callbacks, scripts
 
 from . import accordion, cards, console, settings, tab, xyz
-from .extension import SWITCH_ATTR, HypernetExtension
+from . import extension as state
+from .extension import SWITCH_ATTR, HypernetExtension, current
 
 log = logging.getLogger(__name__)
-
-EXTENSION: HypernetExtension | None = None
-"""The state of the current script load (a new one each time the webui runs the entry script)."""
-
-
-def current() -> HypernetExtension:
-    if EXTENSION is None:
-        raise RuntimeError("sd-webui-hypernet is not registered with the webui")
-    return EXTENSION
 
 
 class ExtraNetworkHypernet(extra_networks.ExtraNetwork):
@@ -103,13 +95,10 @@ def register(
 
     The other hosts' adapters call this too, with their own ``extension`` (Forge 2) or none (reForge) and
     their own ``way`` (the start-up line), so everything registered here exists on every host."""
-    global EXTENSION
     script_callbacks.on_script_unloaded(console.show_log_lines())
     log.info("hypernetworks: %s", way)
     settings.register_settings()
-    accordion.register_settings()
-    cards.register_settings()
-    extension = EXTENSION = extension if extension is not None else HypernetExtension()
+    extension = state.EXTENSION = extension if extension is not None else HypernetExtension()
 
     def on_before_ui() -> None:
         extra_networks.register_extra_network(ExtraNetworkHypernet(extension))

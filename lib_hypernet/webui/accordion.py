@@ -12,24 +12,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import gradio as gr
-from modules import shared
-
 from lib_hypernet.prompt import infotext
 from lib_hypernet.ui import accordion as rows_ui
 
 from . import settings
 from .extension import HypernetExtension
-
-ROWS_OPTION = "hypernet_panel_rows"
-
-
-def register_settings() -> None:
-    shared.options_templates.update(shared.options_section(("hypernet", "Hypernetworks"), {
-        ROWS_OPTION: shared.OptionInfo(
-            3, "Rows in the Hypernetworks panel beside the prompt", gr.Slider, {"minimum": 1, "maximum": 8, "step": 1},
-        ).info(settings.help_text("the panel edits the prompt's <hypernet:…> tags")).needs_reload_ui(),
-    }))
 
 
 class WebuiPanelSource:
@@ -100,7 +87,7 @@ class PromptPanel:
         extension.ensure_refreshed()
         extension.facts.compute_missing()  # labels of files not hashed yet: in the background, shown on refresh
         source = WebuiPanelSource(extension)
-        count = int(getattr(shared.opts, ROWS_OPTION, 3) or 3)
+        count = int(settings.opt(settings.ROWS_OPTION) or settings.OPTIONS[settings.ROWS_OPTION].default)
         # Ticked: the prompt's tags apply (also the default an API call gets).  Collapsed all the same, and
         # javascript/hypernet.js unlinks the box from folding, which A1111 otherwise ties it to.
         with InputAccordion(True, label="Hypernetworks", elem_id=self.script.elem_id("panel")) as panel:

@@ -23,29 +23,19 @@ from modules.ui_extra_networks_user_metadata import UserMetadataEditor
 from lib_hypernet.errors import HypernetError
 from lib_hypernet.formats.fileio import atomic_write
 from lib_hypernet.library.facts import FileFacts
+from lib_hypernet.model.family import SdVersion, fits
 from lib_hypernet.prompt.grammar import parse_number
 from lib_hypernet.prompt.writer import format_number
 from lib_hypernet.ui import compat
 
 from . import settings
-from .extension import HypernetExtension
+from .extension import HypernetExtension, model_family
 
 log = logging.getLogger(__name__)
 
 PAGE_TITLE = "Hypernetworks"
-SHOW_ALL_OPTION = "hypernet_cards_show_all"
-SD_VERSIONS = ("Unknown", "SD1", "SD2", "SDXL")
+SD_VERSIONS = ("Unknown", *(v.label for v in SdVersion))  # the card editor's choices
 PREFERRED_WEIGHT = "preferred weight"
-
-
-def register_settings() -> None:
-    shared.options_templates.update(shared.options_section(("hypernet", "Hypernetworks"), {
-        SHOW_ALL_OPTION: shared.OptionInfo(
-            False, "Show hypernetwork cards made for another model family",
-        ).info(settings.help_text(
-            "otherwise SD1 cards are hidden while an SDXL model is loaded, and so on (from the files' widths)"
-        )),
-    }))
 
 
 def replace_builtin_page(extension: HypernetExtension) -> HypernetCardsPage:
@@ -54,25 +44,6 @@ def replace_builtin_page(extension: HypernetExtension) -> HypernetCardsPage:
     ui_extra_networks.extra_pages[:] = [p for p in ui_extra_networks.extra_pages if p.name != page.name]
     ui_extra_networks.register_page(page)
     return page
-
-
-def model_family() -> str | None:
-    model = shared.sd_model
-    if model is None:
-        return None
-    for flag, family in (("is_sdxl", "SDXL"), ("is_sd2", "SD2"), ("is_sd1", "SD1")):
-        if getattr(model, flag, False):
-            return family
-    return None
-
-
-def fits(version: str | None, family: str | None) -> bool:
-    """Whether a file of ``version`` (``SD1``, ``SD1+SD2``, ``SD1/SDXL`` = self-attention widths only) suits ``family``."""
-    if not version or version == "Unknown" or not family:
-        return True
-    if version == "SD1/SDXL":
-        return family in ("SD1", "SDXL")
-    return family in version.split("+")
 
 
 def preferred_weight(user_metadata: dict[str, Any]) -> float | None:
@@ -146,15 +117,15 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
         item["prompt"] = f"sdHypernet.formatTag({json.dumps(name)}, {weight_js})"  # JS that gives the tag
         # A1111 inserts item["onclick"] into the card's onclick="…" attribute as it is: escape it here.
         item["onclick"] = html.escape(f"sdHypernet.cardClicked(event, {json.dumps(name)}, {weight_js})", quote=True)
-        if enable_filter and not getattr(shared.opts, SHOW_ALL_OPTION, False) and not fits(item["sd_version"], model_family()):
+        if (enable_filter and not settings.opt(settings.SHOW_ALL_OPTION)
+                and not fits(item["sd_version"], model_family(shared.sd_model))):
             return None
         return item
 
     @staticmethod
     def default_weight_js() -> str:
         """The strength a card writes when no preferred weight is set (JS: follows the webui's setting live)."""
-        multiplier_setting = settings.DEFAULT_STRENGTH_CHOICES[0]
-        if settings.opt("hypernet_default_strength", multiplier_setting) == multiplier_setting:
+        if settings.uses_webui_multiplier():
             return "opts.extra_networks_default_multiplier"
         return "1"
 

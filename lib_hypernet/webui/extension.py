@@ -21,7 +21,8 @@ from lib_hypernet.library.description import ModelFacts
 from lib_hypernet.library.facts import FileFacts
 from lib_hypernet.library.folder import HypernetLibrary
 from lib_hypernet.library.report import GenerationReport
-from lib_hypernet.library.service import CONTEXT_WIDTHS, HypernetService, Prepared
+from lib_hypernet.library.service import HypernetService, Prepared
+from lib_hypernet.model import family
 from lib_hypernet.prompt import infotext
 from lib_hypernet.prompt.grammar import TagError
 from lib_hypernet.prompt.writer import format_tag
@@ -45,13 +46,9 @@ def unet_of(sd_model: Any) -> torch.nn.Module | None:
     return unet if isinstance(unet, torch.nn.Module) else None
 
 
-def model_family(sd_model: Any) -> str | None:
-    for flag, family in (("is_sdxl", "SDXL"), ("is_sd2", "SD2"), ("is_sd1", "SD1")):
-        if getattr(sd_model, flag, False):
-            return family
-    unet = unet_of(sd_model)
-    width = getattr(unet, "context_dim", None) if unet is not None else None
-    return CONTEXT_WIDTHS.get(width) if isinstance(width, int) else None
+def model_family(sd_model: Any) -> family.SdVersion | None:
+    """The loaded model's family (its flags, else its UNet's ``context_dim``); None without a model."""
+    return None if sd_model is None else family.of_model(sd_model, unet_of(sd_model))
 
 
 def model_facts() -> ModelFacts | None:
@@ -67,6 +64,18 @@ def model_facts() -> ModelFacts | None:
         if isinstance(width, int):
             widths.add(width)
     return ModelFacts(getattr(info, "shorthash", None), getattr(info, "model_name", None), tuple(sorted(widths)))
+
+
+EXTENSION: HypernetExtension | None = None
+"""The state of the current script load (a new one each time the webui runs the entry script; set by
+:func:`lib_hypernet.webui.a1111.register`)."""
+
+
+def current() -> HypernetExtension:
+    """The extension of the current script load (the host adapters, the X/Y/Z axes and the tests ask here)."""
+    if EXTENSION is None:
+        raise RuntimeError("sd-webui-hypernet is not registered with the webui")
+    return EXTENSION
 
 
 class HypernetExtension:
@@ -86,7 +95,7 @@ class HypernetExtension:
     # -------------------------------------------------------------- files
     def refresh(self) -> None:
         self.library.root = os.path.abspath(settings.hypernetwork_dir())
-        self.library.set_memory_limit(int(settings.opt("hypernet_memory_limit", 3)))
+        self.library.set_memory_limit(int(settings.opt("hypernet_memory_limit")))
         self.library.refresh()
         names = {name: f.path for name, f in self.library.files.items()}
         shared.hypernetworks.clear()  # the "Add hypernetwork to prompt" dropdown lists these
@@ -136,7 +145,7 @@ class HypernetExtension:
         self.flush_report(p)
         self._start_report(p)
         self.ensure_refreshed()
-        self.library.set_memory_limit(int(settings.opt("hypernet_memory_limit", 3)))
+        self.library.set_memory_limit(int(settings.opt("hypernet_memory_limit")))
         default = settings.default_strength()
         tags = [list(params.items) for params in params_list]
         if getattr(p, SWITCH_ATTR, False) is True:
@@ -212,7 +221,7 @@ class HypernetExtension:
         """
         if self._report_for is not None and self._report_for() is p:
             self.report.add_applied([prepared.names[i] for i in indices])
-        if not indices or not settings.opt("hypernet_infotext_hashes", True):
+        if not indices or not settings.opt("hypernet_infotext_hashes"):
             return
         params = getattr(p, "extra_generation_params", None)
         if not isinstance(params, dict):
@@ -255,7 +264,7 @@ class HypernetExtension:
             self.report.add_messages(messages)
         for message in messages:
             log.warning("hypernetworks: %s", message)
-            if settings.opt("hypernet_warnings", True) and hasattr(p, "comment"):
+            if settings.opt("hypernet_warnings") and hasattr(p, "comment"):
                 p.comment(message)
 
     def note(self, p: Any, messages: list[str]) -> None:

@@ -26,12 +26,12 @@ from lib_hypernet.engine.patch import is_hypernet_patch
 from lib_hypernet.library.service import Prepared
 
 from . import a1111, settings
-from .a1111 import ExtraNetworkHypernet, current
-from .extension import Handle, HypernetExtension, model_family
+from .a1111 import ExtraNetworkHypernet
+from .extension import Handle, HypernetExtension, current, model_family
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ExtraNetworkHypernet", "ForgeHypernetExtension", "HypernetScript", "current", "register"]
+__all__ = ["ExtraNetworkHypernet", "ForgeHypernetExtension", "HypernetScript", "register"]
 
 NEEDS_UNET = "Hypernetworks not applied: hypernetworks need an SD1/SD2/SDXL UNet (this model is not one)"
 PREPARED_ATTR = "hypernet_prepared"

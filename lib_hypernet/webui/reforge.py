@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 
 from . import a1111
-from .a1111 import ExtraNetworkHypernet, current
+from .a1111 import ExtraNetworkHypernet
 from .extension import HypernetExtension
 from .forge import ForgeHypernetExtension, HypernetScript
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ExtraNetworkHypernet", "HypernetScript", "current", "register"]
+__all__ = ["ExtraNetworkHypernet", "HypernetScript", "register"]
 
 
 def register() -> HypernetExtension:

@@ -10,8 +10,9 @@ Who may call it is decided like the webui decides for its own pages and API:
 
 The routes that write files (``POST /hypernet/v1/convert``) exist only when the webui's API is on
 (``--api``, or ``--nowebui``, which is API-only); the read-only ones always.  Every response is
-plain JSON with string keys, so it renders through gradio's ``ORJSONResponse`` (the default
-response class of the app the webui serves with the UI running) as well as through FastAPI's own.
+plain JSON with string keys (:meth:`~lib_hypernet.library.description.FileDescription.to_json`), so it
+renders through gradio's ``ORJSONResponse`` (the default response class of the app the webui serves
+with the UI running) as well as through FastAPI's own.
 
 Imported when the app starts (not at script load), so the webui's start-up does not pay for it.
 """
@@ -19,7 +20,6 @@ Imported when the app starts (not at script load), so the webui's start-up does 
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +29,7 @@ from modules import shared
 from pydantic import BaseModel
 
 import lib_hypernet
-from lib_hypernet.errors import HypernetNotFoundError
-from lib_hypernet.library.folder import shorten
+from lib_hypernet.errors import HypernetNotFoundError, shorten
 
 if TYPE_CHECKING:
     from .extension import HypernetExtension
@@ -89,20 +88,6 @@ def api_enabled(cmd_opts: Any) -> bool:
     return bool(getattr(cmd_opts, "api", False) or getattr(cmd_opts, "nowebui", False))
 
 
-# ---------------------------------------------------------------------------- JSON
-def plain(value: Any) -> Any:
-    """``value`` as plain JSON data: string keys, lists, finite numbers (others become None), strings."""
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v) for v in value]
-    return str(value)
-
-
 # ---------------------------------------------------------------------------- routes
 class ConvertRequest(BaseModel):
     name: str
@@ -138,7 +123,7 @@ def add_routes(app: Any, extension: HypernetExtension) -> None:
 
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return plain(fn(*args, **kwargs))
+            return fn(*args, **kwargs)
         except HypernetNotFoundError as exc:
             raise HTTPException(status_code=404, detail=shorten(str(exc), 2000)) from exc
         except lib_hypernet.HypernetError as exc:

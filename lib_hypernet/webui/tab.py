@@ -13,8 +13,8 @@ from typing import Any
 
 import gradio as gr
 
-from ..ui import LibrarySource, SendTarget, build_library_panel
-from ..ui.library_panel import PANEL_CSS
+from ..library.source import LibrarySource, SendTarget
+from ..ui.library_panel import PANEL_CSS, build_library_panel
 from .extension import HypernetExtension, model_facts
 
 TAB_TITLE = "Hypernetworks"

@@ -22,6 +22,7 @@ from lib_hypernet.errors import HypernetNotFoundError
 from lib_hypernet.prompt import edit as prompt_tags
 
 from . import settings
+from .extension import current
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,8 @@ def register_axes() -> bool:
         return False
     if any(getattr(option, "label", None) in LABELS for option in module.axis_options):
         return True
-    from . import a1111
-
     def names() -> list[str]:
-        extension = a1111.current()
+        extension = current()
         extension.ensure_refreshed()
         return [NONE, *extension.library.files]
 
@@ -95,9 +94,7 @@ def apply_name(p: Any, x: str, xs: Any) -> None:
 
 
 def confirm_names(p: Any, xs: Any) -> None:
-    from . import a1111
-
-    extension = a1111.current()
+    extension = current()
     for x in xs:
         if str(x).strip() == NONE:
             continue

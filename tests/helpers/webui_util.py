@@ -24,7 +24,7 @@ import webui  # noqa: E402  (the stand-in's harness)
 from modules import paths, script_loading, shared  # noqa: E402
 
 import lib_hypernet  # noqa: E402
-from lib_hypernet.webui import a1111  # noqa: E402  (the A1111 host adapter the entry script registers)
+from lib_hypernet.webui import extension as webui_extension  # noqa: E402  (the state the host adapter registers)
 from lib_hypernet.webui import settings as webui_settings  # noqa: E402, F401  (for the tests)
 
 EXTENSION_SCRIPT = str(REPO_ROOT / "scripts" / "sd_webui_hypernet.py")
@@ -66,7 +66,7 @@ def ext() -> Any:
 
 def extension() -> Any:
     """The extension's state of the current script load (``lib_hypernet.webui.extension.HypernetExtension``)."""
-    return a1111.current()
+    return webui_extension.current()
 
 
 def unet() -> torch.nn.Module:
