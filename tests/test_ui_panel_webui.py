@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from modules import errors, paths, shared
 
 from lib_hypernet.ui import LibraryPanel
-from lib_hypernet.webui import tab
+from lib_hypernet.webui import settings, tab
 
 
 def _our_errors() -> list[dict]:
@@ -63,7 +63,7 @@ def test_tab_source_shows_the_webui_folder_and_model(tmp_path) -> None:
 
         # hashing from the tab persists both caches beside each other
         panel.on_hash("", "name", False, None, progress=lambda *a, **k: None)
-        cache = os.path.dirname(_hash_cache_path())
+        cache = settings.cache_dir()
         assert {"sd-webui-hypernet-hashes.json", "sd-webui-hypernet-summaries.json"} <= set(os.listdir(cache))
         with open(os.path.join(cache, "sd-webui-hypernet-summaries.json"), encoding="utf-8") as f:
             assert len(json.load(f)["entries"]) == 3
@@ -83,9 +83,3 @@ def test_api_list_carries_model_warnings(tmp_path) -> None:
         assert item["sd_version"] == "SD1" and item["module_widths"]["768"] == [768, 192, 768]
     finally:
         wu.webui.unload()
-
-
-def _hash_cache_path() -> str:
-    from lib_hypernet.webui import settings
-
-    return settings.hash_cache_path()

@@ -71,7 +71,7 @@ class HypernetLibrary:
         include_hidden: bool = False,
     ) -> None:
         self.root = os.path.abspath(os.fspath(root)) if root else None
-        self.hash_cache = hash_cache or HashCache()
+        self.hash_cache = hash_cache if hash_cache is not None else HashCache()  # an empty cache is falsy
         self.description_cache = description_cache if description_cache is not None else DescriptionCache()
         self.memory_limit = memory_limit
         self.include_hidden = include_hidden
