@@ -26,7 +26,8 @@ from lib_hypernet.library.caches import (
     PersistedCache,
 )
 from lib_hypernet.library.description import describe_file
-from lib_hypernet.library.folder import HypernetLibrary
+from lib_hypernet.library.facts import FileFacts
+from lib_hypernet.library.folder import HypernetLibrary, is_pending
 
 CACHES = [HashCache, DescriptionCache]
 
@@ -255,7 +256,7 @@ def _try_lock(lock: Path) -> bool:
         return locked
 
 
-# ---------------------------------------------------------------------- the files
+# ---------------------------------------------------------------------- the files; facts
 def test_cache_files_load_and_save_both_and_never_raise(
     tmp_path: Path, fixtures_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -280,3 +281,19 @@ def test_cache_files_load_and_save_both_and_never_raise(
         blocked.save()
     assert any("cannot save the hash cache" in r.getMessage() for r in caplog.records)
 
+
+def test_file_facts_keep_nothing_of_their_own(tmp_path: Path, fixtures_dir: Path) -> None:
+    _file(tmp_path, fixtures_dir)
+    library = HypernetLibrary(tmp_path)
+    library.refresh()
+    file = library.files["act_relu"]
+    facts = FileFacts(library)
+    assert is_pending(facts.get(file)) and facts.label(file) == "act_relu"
+    assert facts.missing([file]) == [file]
+    facts.compute_missing(background=False)
+    desc = facts.get(file)
+    assert desc.ok and not is_pending(desc) and desc.shorthash == library.hash_cache.get(file.path)[:10]
+    assert facts.label(file) == f"act_relu [{desc.shorthash}]" and facts.missing([file]) == []
+    fresh = HypernetLibrary(tmp_path, hash_cache=library.hash_cache, description_cache=library.description_cache)
+    fresh.refresh()
+    assert FileFacts(fresh).get(fresh.files["act_relu"]) == desc  # all of it lives in the library's caches
