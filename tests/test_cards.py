@@ -82,7 +82,8 @@ def test_hashes_and_metadata_come_from_cache_and_the_background(app, monkeypatch
     extension = wu.extension()
     extension.facts.stop()
     reads = []
-    monkeypatch.setattr(extension.library, "summary", lambda *a, **k: reads.append(a) or {})
+    monkeypatch.setattr("lib_hypernet.library.folder.describe_file", lambda *a, **k: reads.append(a))
+    monkeypatch.setattr(extension.library.hash_cache, "sha256", lambda *a, **k: reads.append(a))
     monkeypatch.setattr(extension.facts, "compute_missing", lambda *a, **k: None)
     page = _page()
     page.create_html("txt2img")
@@ -234,7 +235,7 @@ def test_labels_and_cards_use_the_librarys_cached_descriptions(app, monkeypatch)
     anime = extension.library.files["anime"]
     extension.library.describe(anime)  # e.g. persisted from an earlier run
     monkeypatch.setattr(extension.facts, "compute_missing", lambda *a, **k: None)
-    facts = extension.facts.get(anime)
-    assert facts.sd_version == "SD1" and facts.summary["widths"] == list(wu.SD1_TINY_WIDTHS)
+    desc = extension.facts.get(anime)
+    assert desc.sd_version == "SD1" and desc.widths == list(wu.SD1_TINY_WIDTHS)
     item = _page().create_item("anime")
     assert item["sd_version"] == "SD1" and item["metadata"]["layer_structure"] == [1, 0.25, 1]

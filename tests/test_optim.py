@@ -201,7 +201,7 @@ def test_load_never_opens_optim(small: tuple[lib_hypernet.Hypernetwork, Path], m
     hn, pt = small
     lib_hypernet.save_optimizer_state(pt, _adamw_state(hn))
     opened: list[str] = []
-    real_open, real_io_open, real_torch_load = builtins.open, io.open, torch.load
+    real_open, real_io_open, real_os_open, real_torch_load = builtins.open, io.open, os.open, torch.load
 
     def spy_open(file: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(file, (str, bytes, os.PathLike)):
@@ -213,6 +213,11 @@ def test_load_never_opens_optim(small: tuple[lib_hypernet.Hypernetwork, Path], m
             opened.append(os.fsdecode(file))
         return real_io_open(file, *args, **kwargs)
 
+    def spy_os_open(file: Any, *args: Any, **kwargs: Any) -> Any:  # open_regular opens with os.open
+        if isinstance(file, (str, bytes, os.PathLike)):
+            opened.append(os.fsdecode(file))
+        return real_os_open(file, *args, **kwargs)
+
     def spy_torch_load(f: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(f, (str, bytes, os.PathLike)):
             opened.append(os.fsdecode(f))
@@ -220,6 +225,7 @@ def test_load_never_opens_optim(small: tuple[lib_hypernet.Hypernetwork, Path], m
 
     monkeypatch.setattr(builtins, "open", spy_open)
     monkeypatch.setattr(io, "open", spy_io_open)
+    monkeypatch.setattr(os, "open", spy_os_open)
     monkeypatch.setattr(torch, "load", spy_torch_load)
     loaded = lib_hypernet.load(pt)
     monkeypatch.undo()

@@ -14,7 +14,7 @@ from hn_testutil import run_node
 from modules import errors, paths, shared
 
 from lib_hypernet.ui.library_panel import LibraryPanel
-from lib_hypernet.webui import tab
+from lib_hypernet.webui import settings, tab
 
 
 def _our_errors() -> list[dict]:
@@ -74,7 +74,7 @@ def test_tab_source_shows_the_webui_folder_and_model(tmp_path) -> None:
 
         # hashing from the tab persists both caches beside each other
         panel.on_hash("", "name", False, None, progress=lambda *a, **k: None)
-        cache = os.path.dirname(_hash_cache_path())
+        cache = settings.cache_dir()
         assert {"sd-webui-hypernet-hashes.json", "sd-webui-hypernet-summaries.json"} <= set(os.listdir(cache))
         with open(os.path.join(cache, "sd-webui-hypernet-summaries.json"), encoding="utf-8") as f:
             assert len(json.load(f)["entries"]) == 3
@@ -94,9 +94,3 @@ def test_api_list_carries_model_warnings(tmp_path) -> None:
         assert item["sd_version"] == "SD1" and item["module_widths"]["768"] == [768, 192, 768]
     finally:
         wu.webui.unload()
-
-
-def _hash_cache_path() -> str:
-    from lib_hypernet.webui import settings
-
-    return settings.hash_cache_path()

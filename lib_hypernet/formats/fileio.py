@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from ..errors import HypernetFileError
+from .fileview import NONBLOCK
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,9 @@ def remove_stale_temp_files(
 
 LOCK_TIMEOUT_S = 10.0
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+"""``os.open`` flag: refuse a symlink as the last path component (0 where the platform has none)."""
+
 
 @contextlib.contextmanager
 def file_lock(path: str | os.PathLike[str], timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[bool]:
@@ -135,17 +139,23 @@ def file_lock(path: str | os.PathLike[str], timeout_s: float = LOCK_TIMEOUT_S) -
 
     Yields True when the lock was taken; after ``timeout_s`` without it (a process that hangs
     while holding it, or a file system without locks), logs a warning and yields False, so a
-    caller goes on unlocked rather than hanging.
+    caller goes on unlocked rather than hanging.  The lock file is opened without following a
+    symlink (a ``.lock`` link never creates a file at its target) and must be a regular file
+    (a FIFO there never blocks); otherwise the caller goes on unlocked, with a warning.
     """
     path = os.fspath(path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW | NONBLOCK, 0o666)
     except OSError as exc:
         log.warning("hypernetworks: cannot create the lock file %s (%s); going on without it", path, exc)
         yield False
         return
     locked = False
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            log.warning("hypernetworks: the lock file %s is not a regular file; going on without it", path)
+            yield False
+            return
         deadline = time.monotonic() + timeout_s
         while True:
             try:

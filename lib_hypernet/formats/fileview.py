@@ -53,22 +53,30 @@ class FileView:
         return data
 
 
-def open_regular(path: str) -> BinaryIO:
-    """Open ``path`` for reading, refusing anything but a regular file (opening a FIFO would block forever)."""
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+"""``os.open`` flag: opening a FIFO returns at once instead of waiting for a writer (0 where the platform has none)."""
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for reading, refusing anything but a regular file (a symlink to one is followed).
+
+    Opened non-blocking and checked with ``fstat`` before anything is read: a FIFO, or a link to
+    one, is refused at once (a plain ``open`` would wait forever for a writer).
+    """
+    path = os.fspath(path)
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise HypernetFileError("not a regular file", path)
-        f = open(path, "rb")  # noqa: SIM115 (returned to the caller, who closes it)
-    except HypernetFileError:
-        raise
+        fd = os.open(path, os.O_RDONLY | NONBLOCK | getattr(os, "O_BINARY", 0))
     except FileNotFoundError as exc:
         raise HypernetFileError("file not found", path) from exc
     except OSError as exc:
         raise HypernetFileError(f"cannot open the file ({exc.strerror or exc})", path) from exc
-    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # replaced between the two checks
-        f.close()
-        raise HypernetFileError("not a regular file", path)
-    return f
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise HypernetFileError("not a regular file", path)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 Buffer = Union[bytes, FileView]  # slicing either gives bytes

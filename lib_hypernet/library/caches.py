@@ -1,78 +1,112 @@
-"""File descriptions cached by absolute path, valid while size, ``mtime_ns`` (and the ``.optim``'s) are unchanged.
+"""What the library keeps between runs: per-file caches keyed by absolute path, persisted as JSON files.
 
-Persisted as JSON like the hash cache (``sd-webui-hypernet-summaries.json`` beside
-``sd-webui-hypernet-hashes.json``), so the tab, the dropdowns and the cards of a folder of
-a thousand files appear without loading every file again after a restart.  Saving merges
-with what another process wrote meanwhile and replaces the file atomically.
+:class:`PersistedCache` is the one implementation; its subclasses say only what an entry holds and how
+it is checked: :class:`HashCache` (the sha256 of each file) and :class:`DescriptionCache` (each file's
+:class:`~lib_hypernet.library.description.FileDescription`, so the tab, the dropdowns and the cards of a
+folder of a thousand files appear without loading every file again after a restart).  An entry is valid
+while its file's size and ``mtime_ns`` are unchanged.  :class:`CacheFiles` keeps both in one folder
+(``sd-webui-hypernet-hashes.json`` beside ``sd-webui-hypernet-summaries.json``).
+
+A cache file is never trusted: only a regular file of at most :data:`MAX_CACHE_FILE_SIZE` is read (a FIFO
+there never blocks), broken, huge or too deeply nested JSON gives an empty cache with one warning, and an
+entry of the wrong shape or types is dropped on reading.  Saving happens under a lock file (never followed
+when it is a link), merges with what another process saved meanwhile, prunes entries of files that are
+gone or changed, and replaces the file atomically.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import os
 import re
 import threading
-from typing import Any
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar, Union
 
+from ..errors import HypernetError, HypernetFileError
 from ..formats.fileio import atomic_write, file_lock, remove_stale_temp_files
+from ..formats.fileview import open_regular
 from ..formats.hashing import SHORTHASH_LENGTH, ProgressCallback, sha256
 from .description import SCHEMA_VERSION, FileDescription, optim_stamp
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+MAX_CACHE_FILE_SIZE = 64 * 1024 * 1024
+"""A cache file larger than this is not read (a hash entry takes ~200 bytes, a description ~3 KB)."""
+
+HASHES_FILE = "sd-webui-hypernet-hashes.json"
+DESCRIPTIONS_FILE = "sd-webui-hypernet-summaries.json"
+
+Entry = dict[str, Any]
+Stamp = tuple[int, int]
+"""A file's ``(size, mtime_ns)``."""
+C = TypeVar("C", bound="PersistedCache")
 
 
-class DescriptionCache:
-    """Thread-safe map ``path → FileDescription`` checked against the file's stat on every read."""
+class PersistedCache:
+    """Thread-safe entries keyed by absolute path, each stamped with its file's size and ``mtime_ns``.
 
-    def __init__(self, entries: dict[str, dict[str, Any]] | None = None) -> None:
-        self._entries: dict[str, dict[str, Any]] = dict(entries or {})
+    Subclasses set :attr:`WHAT` (for messages), add their checks to :meth:`_valid` (applied to every
+    entry read from disk) and, when more than the file's stat decides validity, extend :meth:`_fresh`.
+    ``dirty`` says that entries were added or dropped since the last load or save.
+    """
+
+    VERSION: ClassVar[int] = 1
+    WHAT: ClassVar[str] = "cache"
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()
-        self._forgotten: set[str] = set()
         self.dirty = False
 
+    # ------------------------------------------------------------------ entries
     @staticmethod
     def _key(path: str | os.PathLike[str]) -> str:
         return os.path.abspath(os.fspath(path))
 
     @staticmethod
-    def stamp(path: str, size: int, mtime_ns: int) -> dict[str, Any]:
-        return {"size": size, "mtime_ns": mtime_ns, "optim": optim_stamp(path), "schema": SCHEMA_VERSION}
+    def _stat(path: str) -> Stamp | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
 
-    def get(self, path: str | os.PathLike[str], size: int, mtime_ns: int) -> FileDescription | None:
-        """The cached description if the file (``size``, ``mtime_ns``) and its ``.optim`` are unchanged."""
-        key = self._key(path)
+    @classmethod
+    def _valid(cls, key: object, entry: object) -> bool:
+        """Whether an entry read from disk has the right shape: an absolute path as key, a non-negative
+        integer ``size`` and ``mtime_ns`` (subclasses check what else their entries hold)."""
+        return (
+            isinstance(key, str) and os.path.isabs(key) and isinstance(entry, dict)
+            and all(type(entry.get(k)) is int and entry[k] >= 0 for k in ("size", "mtime_ns"))
+        )
+
+    def _fresh(self, key: str, entry: Entry, stamp: Stamp) -> bool:
+        """Whether ``entry`` still describes the file at ``key``, whose stat is ``stamp``."""
+        return (entry["size"], entry["mtime_ns"]) == stamp
+
+    def _entry(self, key: str, stamp: Stamp | None) -> Entry | None:
+        """The entry of ``key`` if it is fresh for ``stamp`` (None when the file could not be stat-ed)."""
         with self._lock:
             entry = self._entries.get(key)
-        if entry is None:
-            return None
-        want = self.stamp(key, size, mtime_ns)
-        if any(entry.get(k) != v for k, v in want.items()):
-            return None
-        try:
-            return FileDescription.from_json(entry["description"])
-        except (KeyError, TypeError):
-            return None
+        return entry if entry is not None and stamp is not None and self._fresh(key, entry, stamp) else None
 
-    def put(self, desc: FileDescription) -> None:
-        """Remember ``desc`` (only descriptions of a file that could be stat-ed)."""
-        if desc.size is None or desc.mtime_ns is None:
-            return
-        key = self._key(desc.path)
-        entry = {**self.stamp(key, desc.size, desc.mtime_ns), "description": desc.to_json()}
+    def _put(self, key: str, entry: Entry) -> None:
         with self._lock:
             self._entries[key] = entry
-            self._forgotten.discard(key)
             self.dirty = True
 
     def forget_missing(self) -> None:
+        """Drop the entries of files that no longer exist."""
         with self._lock:
             gone = [p for p in self._entries if not os.path.exists(p)]
             for p in gone:
                 del self._entries[p]
-            self._forgotten.update(gone)
             self.dirty = self.dirty or bool(gone)
 
     def __len__(self) -> int:
@@ -82,156 +116,96 @@ class DescriptionCache:
     # ------------------------------------------------------------------ persistence
     def to_json(self) -> str:
         with self._lock:
-            return json.dumps({"version": CACHE_VERSION, "entries": self._entries}, sort_keys=True)
+            return self._encode(self._entries)
 
-    @staticmethod
-    def _parse(text: str) -> dict[str, dict[str, Any]]:
+    @classmethod
+    def _encode(cls, entries: Mapping[str, Entry]) -> str:
+        return json.dumps({"version": cls.VERSION, "entries": entries}, sort_keys=True)
+
+    @classmethod
+    def _with(cls: type[C], entries: dict[str, Entry]) -> C:
+        cache = cls()
+        cache._entries = entries
+        return cache
+
+    @classmethod
+    def from_json(cls: type[C], text: str | bytes) -> C:
+        """Parse a persisted cache; invalid entries are dropped, a hostile or broken text gives an empty cache.
+
+        Never raises: a text too deeply nested (``RecursionError``), too large (``MemoryError``), not
+        UTF-8 or not a cache at all starts empty, with a warning.
+        """
+        return cls._with(cls._parse(text, f"the {cls.WHAT}"))
+
+    @classmethod
+    def load(cls: type[C], path: str | os.PathLike[str]) -> C:
+        """Read a cache file; a missing, unreadable or invalid one gives an empty cache (never raises, never blocks)."""
+        return cls._with(cls._read(os.fspath(path)))
+
+    @classmethod
+    def _parse(cls, text: str | bytes, where: str, *, warn: bool = True) -> dict[str, Entry]:
+        """The valid entries of a persisted cache (``where`` names it in the warnings)."""
         try:
             data = json.loads(text)
-            entries = data["entries"] if data.get("version") == CACHE_VERSION else {}
-        except (ValueError, AttributeError, KeyError, TypeError):
+            entries = data.get("entries") if isinstance(data, dict) and data.get("version") == cls.VERSION else None
+            if not isinstance(entries, dict):
+                if warn and text.strip():
+                    log.warning("hypernetworks: %s is not a version-%d %s; starting with an empty one",
+                                where, cls.VERSION, cls.WHAT)
+                return {}
+            valid = {k: v for k, v in entries.items() if cls._valid(k, v)}
+        except (ValueError, TypeError, RecursionError, MemoryError) as exc:  # hostile or broken JSON (and not UTF-8)
+            if warn:
+                log.warning("hypernetworks: cannot read %s (%s); starting with an empty one", where, type(exc).__name__)
             return {}
-        if not isinstance(entries, dict):
-            return {}
-        return {k: v for k, v in entries.items() if isinstance(k, str) and isinstance(v, dict)}
+        if warn and len(valid) != len(entries):
+            log.warning("hypernetworks: %s: ignored %d invalid entries", where, len(entries) - len(valid))
+        return valid
 
     @classmethod
-    def from_json(cls, text: str) -> DescriptionCache:
-        return cls(cls._parse(text))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> DescriptionCache:
-        """Read a cache file; a missing or unreadable one gives an empty cache."""
-        return cls(_read_description_entries(path))
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically, keeping entries another process saved meanwhile (ours win on the same path)."""
-        on_disk = _read_description_entries(path)
-        with self._lock:
-            merged = {k: v for k, v in on_disk.items() if k not in self._forgotten}
-            merged.update(self._entries)
-            self._entries = merged
-            text = json.dumps({"version": CACHE_VERSION, "entries": merged}, sort_keys=True).encode("utf-8")
-        atomic_write(path, lambda f: f.write(text))
-        self.dirty = False
-
-
-def _read_description_entries(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return DescriptionCache._parse(f.read())
-    except (OSError, UnicodeDecodeError):
-        return {}
-
-
-class HashCache:
-    """sha256 values keyed by absolute path, valid while size and ``mtime_ns`` are unchanged.
-
-    Thread-safe.  ``to_json``/``from_json`` (or ``save``/``load``) persist it.
-    """
-
-    def __init__(self, entries: dict[str, dict[str, Any]] | None = None) -> None:
-        self._entries: dict[str, dict[str, Any]] = {
-            k: v for k, v in (entries or {}).items() if _valid_entry(k, v)
-        }
-        self._lock = threading.Lock()
-        self.dirty = False
-
-    @staticmethod
-    def _key(path: str | os.PathLike[str]) -> str:
-        return os.path.abspath(os.fspath(path))
-
-    @staticmethod
-    def _stat(path: str) -> tuple[int, int] | None:
+    def _read(cls, path: str, *, warn: bool = True) -> dict[str, Entry]:
+        """The valid entries of the cache file at ``path`` (a missing file: none, quietly)."""
+        where = f"the {cls.WHAT} {path}"
+        if not os.path.exists(path):
+            return {}
         try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return st.st_size, st.st_mtime_ns
-
-    def get(self, path: str | os.PathLike[str]) -> str | None:
-        """The cached sha256 if the file is unchanged since it was hashed, else ``None`` (never computes)."""
-        key = self._key(path)
-        stat = self._stat(key)
-        with self._lock:
-            entry = self._entries.get(key)
-        if entry is None or stat is None or (entry.get("size"), entry.get("mtime_ns")) != stat:
-            return None
-        return entry.get("sha256")
-
-    def sha256(self, path: str | os.PathLike[str], progress: ProgressCallback | None = None) -> str:
-        """The file's sha256, from the cache when valid, else computed and stored."""
-        cached = self.get(path)
-        if cached is not None:
-            return cached
-        key = self._key(path)
-        before = self._stat(key)
-        value = sha256(key, progress)
-        if before is not None and before == self._stat(key):
-            with self._lock:
-                self._entries[key] = {"size": before[0], "mtime_ns": before[1], "sha256": value}
-                self.dirty = True
-        return value
-
-    def shorthash(self, path: str | os.PathLike[str]) -> str:
-        return self.sha256(path)[:SHORTHASH_LENGTH]
-
-    def find(self, sha256_prefix: str) -> list[str]:
-        """Paths whose cached (still valid) sha256 starts with ``sha256_prefix``."""
-        prefix = sha256_prefix.lower()
-        with self._lock:
-            candidates = [p for p, e in self._entries.items() if str(e.get("sha256", "")).startswith(prefix)]
-        return [p for p in candidates if self.get(p) is not None]
-
-    def forget_missing(self) -> None:
-        with self._lock:
-            gone = [p for p in self._entries if not os.path.exists(p)]
-            for p in gone:
-                del self._entries[p]
-            self.dirty = self.dirty or bool(gone)
-
-    def to_json(self) -> str:
-        with self._lock:
-            return json.dumps({"version": 1, "entries": self._entries}, indent=1, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> HashCache:
-        """Parse a persisted cache; invalid entries are dropped, and a hostile or broken text gives an empty cache.
-
-        An entry is kept only if its key is an absolute path, ``sha256`` is 64 lowercase hex
-        characters and ``size``/``mtime_ns`` are non-negative integers.  Never raises: a text too
-        large, too deeply nested (``RecursionError``) or not a cache at all starts empty, with a warning.
-        """
-        return cls(_parse_entries(text, "the hash cache"))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> HashCache:
-        """Read a cache file; a missing, unreadable or invalid one gives an empty cache (never raises)."""
-        return cls(_read_entries(path))
+            with open_regular(path) as f:
+                data = f.read(MAX_CACHE_FILE_SIZE + 1)
+        except (HypernetFileError, OSError) as exc:
+            if warn:
+                log.warning("hypernetworks: cannot read %s (%s); starting with an empty one", where,
+                            exc.reason if isinstance(exc, HypernetFileError) else exc)
+            return {}
+        if len(data) > MAX_CACHE_FILE_SIZE:
+            if warn:
+                log.warning("hypernetworks: %s is over %d MiB; starting with an empty one", where,
+                            MAX_CACHE_FILE_SIZE // (1024 * 1024))
+            return {}
+        return cls._parse(data, where, warn=warn)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the cache to ``path``, merged with what another process saved there meanwhile.
 
-        Under a lock file (``PATH.lock``): re-read ``path``, merge (an entry that matches its file's
-        current size and mtime wins; ours win ties), drop entries of files that no longer exist or
-        changed, and replace ``path`` atomically.  Two processes saving at once lose nothing.
+        Under a lock file (``PATH.lock``, never followed when it is a link): re-read ``path``, merge
+        (an entry still fresh for its file wins; ours win ties), drop entries of files that no longer
+        exist or changed, and replace ``path`` atomically.  Two processes saving at once lose nothing.
         Raises :class:`HypernetFileError` when ``path`` cannot be written.
         """
         path = os.fspath(path)
         with file_lock(path + ".lock"):
-            on_disk = _read_entries(path) if os.path.exists(path) else {}
+            on_disk = self._read(path, warn=False)  # a broken file was reported when it was loaded
             with self._lock:
                 ours = dict(self._entries)
-            merged: dict[str, dict[str, Any]] = {}
+            merged: dict[str, Entry] = {}
             for key in {*on_disk, *ours}:
                 stamp = self._stat(key)
                 if stamp is None:
                     continue  # the file is gone: prune
                 for entry in (ours.get(key), on_disk.get(key)):
-                    if entry is not None and (entry["size"], entry["mtime_ns"]) == stamp:
+                    if entry is not None and self._fresh(key, entry, stamp):
                         merged[key] = entry
                         break
-            text = json.dumps({"version": 1, "entries": merged}, indent=1, sort_keys=True).encode("utf-8")
+            text = self._encode(merged).encode("utf-8")
             folder = os.path.dirname(os.path.abspath(path))
             remove_stale_temp_files(folder, target=os.path.basename(path).__eq__)
             atomic_write(path, lambda f: f.write(text))
@@ -243,48 +217,148 @@ class HashCache:
                 self.dirty = False
 
 
-MAX_CACHE_FILE_SIZE = 64 * 1024 * 1024
-"""A hash cache file larger than this is not read (an entry takes ~200 bytes; 64 MiB is 300,000 files)."""
-
+# ---------------------------------------------------------------------- hashes
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
-def _valid_entry(key: object, entry: object) -> bool:
-    if not isinstance(key, str) or not os.path.isabs(key) or not isinstance(entry, dict):
-        return False
-    digest, size, mtime = entry.get("sha256"), entry.get("size"), entry.get("mtime_ns")
-    return (
-        isinstance(digest, str) and _SHA256_RE.fullmatch(digest) is not None
-        and all(type(v) is int and v >= 0 for v in (size, mtime))
-    )
+class HashCache(PersistedCache):
+    """sha256 values keyed by absolute path, valid while size and ``mtime_ns`` are unchanged.
+
+    An entry read from disk is kept only if ``sha256`` is 64 lowercase hex characters.
+    """
+
+    WHAT = "hash cache"
+
+    @classmethod
+    def _valid(cls, key: object, entry: object) -> bool:
+        if not super()._valid(key, entry):
+            return False
+        digest = typing.cast(Entry, entry).get("sha256")
+        return isinstance(digest, str) and _SHA256_RE.fullmatch(digest) is not None
+
+    def get(self, path: str | os.PathLike[str]) -> str | None:
+        """The cached sha256 if the file is unchanged since it was hashed, else ``None`` (never computes)."""
+        key = self._key(path)
+        entry = self._entry(key, self._stat(key))
+        return None if entry is None else entry["sha256"]
+
+    def sha256(self, path: str | os.PathLike[str], progress: ProgressCallback | None = None) -> str:
+        """The file's sha256, from the cache when valid, else computed and stored."""
+        cached = self.get(path)
+        if cached is not None:
+            return cached
+        key = self._key(path)
+        before = self._stat(key)
+        value = sha256(key, progress)
+        if before is not None and before == self._stat(key):
+            self._put(key, {"size": before[0], "mtime_ns": before[1], "sha256": value})
+        return value
+
+    def shorthash(self, path: str | os.PathLike[str]) -> str:
+        return self.sha256(path)[:SHORTHASH_LENGTH]
+
+    def find(self, sha256_prefix: str) -> list[str]:
+        """Paths whose cached (still valid) sha256 starts with ``sha256_prefix``."""
+        prefix = sha256_prefix.lower()
+        with self._lock:
+            candidates = [p for p, e in self._entries.items() if e["sha256"].startswith(prefix)]
+        return [p for p in candidates if self.get(p) is not None]
 
 
-def _parse_entries(text: str | bytes, what: str) -> dict[str, dict[str, Any]]:
-    try:
-        data = json.loads(text)
-        entries = data.get("entries") if isinstance(data, dict) and data.get("version") == 1 else None
-        if not isinstance(entries, dict):
-            if text.strip():
-                log.warning("hypernetworks: %s is not a version-1 hash cache; starting with an empty one", what)
-            return {}
-        valid = {k: {"size": v["size"], "mtime_ns": v["mtime_ns"], "sha256": v["sha256"]}
-                 for k, v in entries.items() if _valid_entry(k, v)}
-    except (ValueError, TypeError, RecursionError, MemoryError) as exc:  # hostile or broken JSON
-        log.warning("hypernetworks: cannot read %s (%s); starting with an empty one", what, type(exc).__name__)
-        return {}
-    if len(valid) != len(entries):
-        log.warning("hypernetworks: %s: ignored %d invalid entries", what, len(entries) - len(valid))
-    return valid
+# ---------------------------------------------------------------------- descriptions
+class DescriptionCache(PersistedCache):
+    """``path → FileDescription``, valid while the file and its ``.optim`` are unchanged.
+
+    An entry read from disk is kept only if its description has the types :class:`FileDescription`
+    declares (a wrongly typed cached field would break the tab later, far from its cause).
+    """
+
+    WHAT = "description cache"
+
+    @classmethod
+    def _valid(cls, key: object, entry: object) -> bool:
+        if not super()._valid(key, entry):
+            return False
+        entry = typing.cast(Entry, entry)
+        if type(entry.get("schema")) is not int or not _conforms(entry.get("optim"), Union[list[int], None]):
+            return False
+        if entry["schema"] != SCHEMA_VERSION:
+            return True  # another schema: never fresh, so never read (and pruned at the next save)
+        try:
+            desc = FileDescription.from_json(entry.get("description"))  # type: ignore[arg-type]
+        except TypeError:
+            return False
+        return _conforms(desc, FileDescription)
+
+    def _fresh(self, key: str, entry: Entry, stamp: Stamp) -> bool:
+        return (super()._fresh(key, entry, stamp) and entry["schema"] == SCHEMA_VERSION
+                and entry["optim"] == optim_stamp(key))
+
+    def get(self, path: str | os.PathLike[str], size: int, mtime_ns: int) -> FileDescription | None:
+        """The cached description if the file (``size``, ``mtime_ns``) and its ``.optim`` are unchanged."""
+        entry = self._entry(self._key(path), (size, mtime_ns))
+        return None if entry is None else FileDescription.from_json(entry["description"])
+
+    def put(self, desc: FileDescription) -> None:
+        """Remember ``desc`` (only descriptions of a file that could be stat-ed)."""
+        if desc.size is None or desc.mtime_ns is None:
+            return
+        key = self._key(desc.path)
+        self._put(key, {"size": desc.size, "mtime_ns": desc.mtime_ns, "optim": optim_stamp(key),
+                        "schema": SCHEMA_VERSION, "description": desc.to_json()})
 
 
-def _read_entries(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CACHE_FILE_SIZE + 1)
-    except OSError:
-        return {}
-    if len(data) > MAX_CACHE_FILE_SIZE:
-        log.warning("hypernetworks: the hash cache %s is over %d MiB; starting with an empty one",
-                    os.fspath(path), MAX_CACHE_FILE_SIZE // (1024 * 1024))
-        return {}
-    return _parse_entries(data, os.fspath(path))
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (decoded JSON, or a dataclass built from it) has the type ``hint`` declares.
+
+    ``Any`` accepts only a JSON scalar, so no cached value nests deeper than its declared type.
+    """
+    if hint is Any:
+        return value is None or isinstance(value, (str, int, float))
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_conforms(value, h) for h in args)
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_conforms(k, args[0]) and _conforms(v, args[1]) for k, v in value.items())
+    if hint is type(None):
+        return value is None
+    if hint in (int, float):  # JSON: a float may be written as an integer; a boolean is neither
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return isinstance(value, hint) and all(
+            _conforms(getattr(value, name), field_hint) for name, field_hint in _field_types(hint).items()
+        )
+    return isinstance(hint, type) and isinstance(value, hint)
+
+
+# ---------------------------------------------------------------------- the files
+class CacheFiles:
+    """A host's hash and description caches, persisted side by side in ``folder`` (``None``: in memory only)."""
+
+    def __init__(self, folder: str | os.PathLike[str] | None) -> None:
+        self.folder = None if folder is None else os.fspath(folder)
+        self.hashes = HashCache.load(self.path(HASHES_FILE)) if self.folder else HashCache()
+        self.descriptions = DescriptionCache.load(self.path(DESCRIPTIONS_FILE)) if self.folder else DescriptionCache()
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.folder or "", name)
+
+    def save(self) -> None:
+        """Write each cache that changed; a failure is logged, never raised (the caches only save time)."""
+        if self.folder is None:
+            return
+        for cache, name in ((self.hashes, HASHES_FILE), (self.descriptions, DESCRIPTIONS_FILE)):
+            if not cache.dirty:
+                continue
+            try:
+                os.makedirs(self.folder, exist_ok=True)
+                cache.save(self.path(name))
+            except (OSError, HypernetError) as exc:
+                log.warning("hypernetworks: cannot save the %s: %s", cache.WHAT, exc)

@@ -1,7 +1,9 @@
-"""Short hash and SD version of each library file, for dropdown labels and cards, without blocking the UI.
+"""Descriptions of the library's files for dropdown labels and cards, without blocking the UI.
 
-Reading what is known is instant (the hash cache, summaries computed earlier); what is missing is computed
-by one background thread (hashing a 100 MB file takes a while, a 1,000-file folder much longer).  No gradio.
+Reading what is known is instant: :meth:`HypernetLibrary.describe` with ``read=False`` answers from the
+description and hash caches.  What is missing (a file not described or not hashed yet) is computed by one
+background thread, into those same caches (hashing a 100 MB file takes a while, a 1,000-file folder much
+longer); nothing is kept here.  No gradio.
 """
 
 from __future__ import annotations
@@ -9,91 +11,43 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
 
-from ..errors import HypernetError
-from ..model.family import version_label
-from .description import file_label
+from .description import FileDescription, file_label
 from .folder import HypernetFile, HypernetLibrary
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Facts:
-    shorthash: str | None
-    sd_version: str | None
-    summary: dict[str, Any] | None  # JSON-plain, None until read
-
-
 class FileFacts:
-    """Known facts per file (validated by size and mtime); :meth:`compute_missing` fills the gaps in a thread."""
+    """What the library's caches know per file; :meth:`compute_missing` fills the gaps in a thread."""
 
     def __init__(self, library: HypernetLibrary, *, on_computed: Callable[[], None] | None = None) -> None:
         self.library = library
-        self.on_computed = on_computed  # e.g. save the hash cache
-        self._known: dict[str, tuple[tuple[int, int], Facts]] = {}
+        self.on_computed = on_computed  # e.g. save the caches
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
-    def get(self, file: HypernetFile) -> Facts:
-        """What is known now (never reads or hashes a file)."""
-        with self._lock:
-            entry = self._known.get(file.path)
-        digest = self.library.hash_cache.get(file.path)
-        shorthash = digest[:10] if digest else None
-        if entry is not None and entry[0] == (file.size, file.mtime_ns):
-            facts = entry[1]
-            return facts if facts.shorthash or not shorthash else Facts(shorthash, facts.sd_version, facts.summary)
-        cached = self._from_description_cache(file)
-        if cached is not None:
-            return Facts(shorthash or cached.shorthash, cached.sd_version, cached.summary)
-        return Facts(shorthash, None, None)
-
-    def _from_description_cache(self, file: HypernetFile) -> Facts | None:
-        """The library's cached description (persisted by hosts that keep one), without reading the file."""
-        try:
-            desc = self.library.description_cache.get(file.path, file.size, file.mtime_ns)
-        except Exception:  # a damaged cache entry is only a miss
-            return None
-        if desc is None:
-            return None
-        summary = desc.copy(name=file.name, relpath=file.relpath).to_json()
-        version = desc.sd_version or version_label(desc.widths)
-        return Facts(desc.shorthash, version, summary)
+    def get(self, file: HypernetFile) -> FileDescription:
+        """What is known now (never reads or hashes a file; :func:`~.folder.is_pending` when not read yet)."""
+        return self.library.describe(file, read=False)
 
     def label(self, file: HypernetFile) -> str:
         """``name [0123456789 · SD1]`` (the parts that are known)."""
-        facts = self.get(file)
-        return file_label(file.name, facts.shorthash, facts.sd_version)
+        desc = self.get(file)
+        return file_label(file.name, desc.shorthash, desc.sd_version)
 
-    def compute(self, file: HypernetFile) -> Facts:
-        """Read the summary and hash the file now (in the calling thread)."""
-        summary: dict[str, Any] | None
-        try:
-            summary = self.library.summary(file, with_hash=False)
-        except Exception as exc:  # one bad file never breaks a listing
-            log.warning("hypernetworks: cannot read %s: %s", file.path, exc)
-            summary = {"name": file.name, "error": str(exc)}
-        try:
-            shorthash: str | None = self.library.sha256(file)[:10]
-        except HypernetError as exc:
-            log.warning("hypernetworks: cannot hash %s: %s", file.path, exc.reason)
-            shorthash = None
-        version = summary.get("sd_version") or version_label(summary.get("widths") or [])
-        facts = Facts(shorthash, version, summary)
-        with self._lock:
-            self._known[file.path] = ((file.size, file.mtime_ns), facts)
-        return facts
+    def compute(self, file: HypernetFile) -> FileDescription:
+        """Describe and hash the file now (in the calling thread), filling the library's caches."""
+        return self.library.describe(file, with_hash=True)
 
     def missing(self, files: Iterable[HypernetFile]) -> list[HypernetFile]:
-        with self._lock:
-            return [f for f in files if (k := self._known.get(f.path)) is None or k[0] != (f.size, f.mtime_ns)]
+        """The files whose description or hash is not cached yet."""
+        return [f for f in files if self.library.description_cache.get(f.path, f.size, f.mtime_ns) is None
+                or self.library.hash_cache.get(f.path) is None]
 
     def compute_missing(self, files: Iterable[HypernetFile] | None = None, *, background: bool = True) -> threading.Thread | None:
-        """Compute the facts of every file not known yet; in one daemon thread unless ``background`` is False.
+        """Compute what is missing of every file; in one daemon thread unless ``background`` is False.
 
         Returns the thread (None when nothing was missing or it ran in the foreground).  A call while the
         thread runs only returns it (the next call after it ends picks up newer files).
@@ -130,4 +84,3 @@ class FileFacts:
                 self.on_computed()
             except Exception:
                 log.warning("hypernetworks: saving computed facts failed", exc_info=True)
-

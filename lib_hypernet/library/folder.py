@@ -67,7 +67,7 @@ class HypernetLibrary:
         include_hidden: bool = False,
     ) -> None:
         self.root = os.path.abspath(os.fspath(root)) if root else None
-        self.hash_cache = hash_cache or HashCache()
+        self.hash_cache = hash_cache if hash_cache is not None else HashCache()  # an empty cache is falsy
         self.description_cache = description_cache if description_cache is not None else DescriptionCache()
         self.memory_limit = memory_limit
         self.include_hidden = include_hidden
@@ -309,22 +309,25 @@ class HypernetLibrary:
         return found
 
     # ------------------------------------------------------------------ descriptions
-    def describe(self, file: HypernetFile, *, with_hash: bool = False) -> FileDescription:
+    def describe(self, file: HypernetFile, *, with_hash: bool = False, read: bool = True) -> FileDescription:
         """The :class:`FileDescription` of ``file`` (never raises; problems go into ``error``).
 
-        Cached by path, size and ``mtime_ns`` (in memory and in :attr:`description_cache`, which
-        the host persists).  The hash comes from the hash cache when known; ``with_hash``
-        computes a missing one.
+        Cached by path, size and ``mtime_ns`` (in :attr:`description_cache`, which the host
+        persists).  The hash comes from the hash cache when known; ``with_hash`` computes a
+        missing one.  With ``read`` false the file is neither read nor hashed: a file not described
+        yet gives :func:`describe_pending` (its stat, and its hash when known).
         """
         try:
             desc = self.description_cache.get(file.path, file.size, file.mtime_ns)
-            if desc is None:
+            if desc is None and not read:
+                desc = describe_pending(file)
+            elif desc is None:
                 desc = describe_file(file.path, name=file.name, relpath=file.relpath, hash_file=False,
                                      digest=self.hash_cache.get(file.path), loaded=self._loaded_now(file))
                 self.description_cache.put(desc)
             desc = desc.copy(name=file.name, relpath=file.relpath)  # names change when other files appear
             if desc.sha256 is None and desc.size is not None:
-                digest = self.hash_cache.sha256(file.path) if with_hash else self.hash_cache.get(file.path)
+                digest = self.hash_cache.sha256(file.path) if with_hash and read else self.hash_cache.get(file.path)
                 if digest:
                     desc.sha256, desc.shorthash = digest, digest[:SHORTHASH_LENGTH]
         except HypernetError as exc:
@@ -350,10 +353,20 @@ class HypernetLibrary:
         return cached[1] if cached is not None and cached[0] == (file.size, file.mtime_ns) else None
 
 
+def describe_pending(file: HypernetFile) -> FileDescription:
+    """A description of a file not read yet: only what the folder scan saw (see :func:`is_pending`)."""
+    return FileDescription(path=file.path, name=file.name, relpath=file.relpath, format=file.format,
+                           size=file.size, mtime_ns=file.mtime_ns)
+
+
+def is_pending(desc: FileDescription) -> bool:
+    """Whether ``desc`` says nothing about the file's content yet (a description always ends ``ok`` or with an ``error``)."""
+    return not desc.ok and desc.error is None
+
+
 def describe_failure(file: HypernetFile, reason: str) -> FileDescription:
     """A description that only says what failed."""
-    return FileDescription(path=file.path, name=file.name, relpath=file.relpath, format=file.format,
-                           size=file.size, mtime_ns=file.mtime_ns, error=f"{file.path}: {reason}")
+    return describe_pending(file).copy(error=f"{file.path}: {reason}")
 
 
 def _is_clash(group: list[HypernetFile]) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from ..library.caches import DescriptionCache, HashCache
+from ..library.caches import CacheFiles
 from ..library.folder import HypernetLibrary
 from ..library.source import LibrarySource
 from . import compat
@@ -38,26 +38,9 @@ def default_examples_dir() -> Path:
 
 def make_source(folder: str | os.PathLike[str], caches: str | os.PathLike[str] | None = None) -> LibrarySource:
     """A :class:`LibrarySource` over ``folder`` whose caches persist under ``caches`` (``None``: in memory only)."""
-    hashes_path = descriptions_path = None
-    if caches is not None:
-        hashes_path = os.path.join(caches, "sd-webui-hypernet-hashes.json")
-        descriptions_path = os.path.join(caches, "sd-webui-hypernet-summaries.json")
-    library = HypernetLibrary(
-        folder,
-        hash_cache=HashCache.load(hashes_path) if hashes_path else HashCache(),
-        description_cache=DescriptionCache.load(descriptions_path) if descriptions_path else DescriptionCache(),
-    )
-
-    def save() -> None:
-        if caches is None:
-            return
-        os.makedirs(caches, exist_ok=True)
-        if library.hash_cache.dirty and hashes_path:
-            library.hash_cache.save(hashes_path)
-        if library.description_cache.dirty and descriptions_path:
-            library.description_cache.save(descriptions_path)
-
-    return LibrarySource(library, save_caches=save)
+    files = CacheFiles(caches)
+    library = HypernetLibrary(folder, hash_cache=files.hashes, description_cache=files.descriptions)
+    return LibrarySource(library, save_caches=files.save)
 
 
 def build_app(source: LibrarySource) -> Any:

@@ -3,7 +3,7 @@
 The built-in page is dropped from ``ui_extra_networks.extra_pages`` by name in ``on_before_ui`` and ours
 is registered under the same title (a second page of that name would break the webui's routes and ids).
 Cards come from what is known without reading files (:class:`lib_hypernet.library.facts.FileFacts`:
-cached hashes and summaries; the rest is computed in a background thread).  A card click toggles the tag
+the cached descriptions and hashes; the rest is computed in a background thread).  A card click toggles the tag
 through ``sdHypernet.cardClicked`` (``item["onclick"]``): A1111's own removal regex misses
 ``<hypernet:x:-0.5>``, ``<hypernet:x>`` and named arguments, and throws on names like ``style(v2``.
 """
@@ -23,6 +23,7 @@ from modules.ui_extra_networks_user_metadata import UserMetadataEditor
 from lib_hypernet.errors import HypernetError
 from lib_hypernet.formats.fileio import atomic_write
 from lib_hypernet.library.facts import FileFacts
+from lib_hypernet.library.folder import is_pending
 from lib_hypernet.model.family import SdVersion, fits
 from lib_hypernet.prompt.grammar import parse_number
 from lib_hypernet.prompt.writer import format_number
@@ -71,7 +72,7 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
     def list_items(self) -> Any:
         self.extension.ensure_refreshed()
         names = list(self.extension.library.files)  # a copy: a refresh may run meanwhile
-        self.facts.compute_missing()  # hashes and summaries for the next build, in the background
+        self.facts.compute_missing()  # descriptions and hashes for the next build, in the background
         for index, name in enumerate(names):
             try:
                 item = self.create_item(name, index)
@@ -87,19 +88,20 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
         if file is None:
             return None
         path = os.path.splitext(file.path)[0]
-        facts = self.facts.get(file)
-        summary = facts.summary or {"name": file.name, "relpath": file.relpath, "format": file.format,
-                                    "size": file.size, "note": "details are being read; refresh to see them"}
+        desc = self.facts.get(file)
+        summary = desc.to_json() if not is_pending(desc) else {
+            "name": file.name, "relpath": file.relpath, "format": file.format, "size": file.size,
+            "note": "details are being read; refresh to see them"}
         item: dict[str, Any] = {
             "name": name,
             "filename": file.path,
-            "shorthash": facts.shorthash,
+            "shorthash": desc.shorthash,
             "preview": self.find_preview(path),
             "description": self.find_description(path),
             "local_preview": f"{path}.preview.{shared.opts.samples_format}",
-            "metadata": dict(summary),
+            "metadata": summary,
             "sort_keys": {"default": index, **self.get_sort_keys(file.path)},
-            "sd_version": facts.sd_version or "Unknown",
+            "sd_version": desc.sd_version or "Unknown",
         }
         self.read_user_metadata(item)
         found = item.get("user_metadata")
@@ -107,10 +109,8 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
         item["user_metadata"] = user
         if user.get("sd version") in SD_VERSIONS[1:]:
             item["sd_version"] = user["sd version"]
-        terms = [self.search_terms_from_path(file.path), name, file.relpath, facts.shorthash, item["sd_version"],
-                 user.get("notes")]
-        sha256 = self.extension.library.hash_cache.get(file.path)
-        terms.append(sha256)
+        terms = [self.search_terms_from_path(file.path), name, file.relpath, desc.shorthash, item["sd_version"],
+                 user.get("notes"), desc.sha256]
         item["search_terms"] = [html.escape(str(t)) for t in terms if t]
         weight = preferred_weight(user)
         weight_js = format_number(weight) if weight is not None else self.default_weight_js()

@@ -16,7 +16,7 @@ from modules import shared
 
 import lib_hypernet
 from lib_hypernet.engine import HypernetHandle
-from lib_hypernet.library.caches import DescriptionCache, HashCache
+from lib_hypernet.library.caches import CacheFiles
 from lib_hypernet.library.description import ModelFacts
 from lib_hypernet.library.facts import FileFacts
 from lib_hypernet.library.folder import HypernetLibrary
@@ -82,13 +82,13 @@ class HypernetExtension:
     """The library of files, and the handle on the current model's UNet."""
 
     def __init__(self) -> None:
-        self.library = HypernetLibrary(None, hash_cache=HashCache.load(settings.hash_cache_path()),
-                                       description_cache=DescriptionCache.load(settings.description_cache_path()))
+        self.caches = CacheFiles(settings.cache_dir())  # saved after work that filled them; never raises
+        self.library = HypernetLibrary(None, hash_cache=self.caches.hashes, description_cache=self.caches.descriptions)
         self.service = HypernetService(self.library)
         self.handle: Handle | None = None
         self._model_ref: weakref.ref[Any] | None = None
         self.prepared: Prepared | None = None  # what the current activation applies
-        self.facts = FileFacts(self.library, on_computed=self.save_hashes)  # hashes/SD versions for the UI
+        self.facts = FileFacts(self.library, on_computed=self.caches.save)  # hashes/SD versions for the UI
         self.report = GenerationReport()  # what the last generation did (the panel beside the prompt shows it)
         self._report_for: Any = None
 
@@ -104,18 +104,6 @@ class HypernetExtension:
     def ensure_refreshed(self) -> None:
         if not self.library.refreshed:
             self.refresh()
-
-    def save_hashes(self) -> None:
-        """Persist the hash cache and the description cache (each only when it changed)."""
-        for cache, path, what in ((self.library.hash_cache, settings.hash_cache_path(), "hash"),
-                                  (self.library.description_cache, settings.description_cache_path(), "description")):
-            if not cache.dirty:
-                continue
-            try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                cache.save(path)
-            except (OSError, lib_hypernet.HypernetError) as exc:
-                log.warning("hypernetworks: cannot save the %s cache: %s", what, exc)
 
     # -------------------------------------------------------------- model
     def attach(self, sd_model: Any) -> None:
@@ -168,7 +156,7 @@ class HypernetExtension:
             self.use(p, handle, prepared)
         self.note(p, self.service.zero_strength_messages(prepared))
         self.say(p, prepared.messages)
-        self.save_hashes()
+        self.caches.save()
 
     def use(self, p: Any, handle: Handle, prepared: Prepared) -> None:
         """Make ``prepared`` what applies (A1111: at once; Forge 2 overrides this to record it on ``p``)."""
@@ -281,7 +269,7 @@ class HypernetExtension:
     def restore_pasted(self, params: dict[str, Any]) -> None:
         self.ensure_refreshed()
         self.service.restore_pasted(params)
-        self.save_hashes()
+        self.caches.save()
 
     def unload(self) -> None:
         self.facts.stop()
@@ -289,4 +277,4 @@ class HypernetExtension:
             self.handle.remove()
         self.handle = None
         self.prepared = None
-        self.save_hashes()
+        self.caches.save()

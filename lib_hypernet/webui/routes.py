@@ -135,7 +135,7 @@ def add_routes(app: Any, extension: HypernetExtension) -> None:
             raise HTTPException(status_code=500, detail=shorten(f"{type(exc).__name__}: {exc}", 500)
                                 + " (see the webui console)") from exc
         finally:
-            extension.save_hashes()
+            extension.caches.save()
 
     def each_file() -> list[dict[str, Any]]:
         """The listing built file by file, each failure an entry of its own (when the whole listing failed)."""

@@ -132,11 +132,6 @@ def hypernetwork_dir() -> str:
     return folder or os.path.join(paths.models_path, "hypernetworks")
 
 
-def hash_cache_path() -> str:
-    folder = os.environ.get("SD_WEBUI_CACHE_DIR") or os.path.join(paths.data_path, "cache")
-    return os.path.join(folder, "sd-webui-hypernet-hashes.json")
-
-
-def description_cache_path() -> str:
-    """The file descriptions (summaries) cache, beside the hash cache."""
-    return os.path.join(os.path.dirname(hash_cache_path()), "sd-webui-hypernet-summaries.json")
+def cache_dir() -> str:
+    """Where the hash and description caches live (the webui's cache folder)."""
+    return os.environ.get("SD_WEBUI_CACHE_DIR") or os.path.join(paths.data_path, "cache")

@@ -31,7 +31,7 @@ SEND_TARGETS = (SendTarget("Send to txt2img", send_to_js("txt2img")), SendTarget
 
 def source_for(extension: HypernetExtension) -> LibrarySource:
     return LibrarySource(extension.library, refresh=extension.refresh, model_facts=model_facts,
-                         save_caches=extension.save_hashes, send_targets=SEND_TARGETS, title=TAB_TITLE)
+                         save_caches=extension.caches.save, send_targets=SEND_TARGETS, title=TAB_TITLE)
 
 
 def on_ui_tabs(extension: HypernetExtension) -> list[tuple[Any, str, str]]:

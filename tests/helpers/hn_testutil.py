@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import pickle
 import re
 import shutil
+import stat
 import subprocess
+import threading
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +242,34 @@ def a1111_safe_check(path: str | os.PathLike[str]) -> str:
     except Exception as exc:
         return f"rejected: {exc}"
     return "ok"
+
+
+@contextlib.contextmanager
+def fifo_rescuer(fifos: list[str], after_s: float = 20.0) -> Iterator[list[str]]:
+    """Unblocks a reader stuck opening one of ``fifos`` (a writer's open ends its wait) after ``after_s`` seconds,
+    so a start-up that blocks fails the test instead of hanging it; yields the FIFOs it had to open."""
+    rescued: list[str] = []
+    done = threading.Event()
+
+    def rescue() -> None:
+        if done.wait(after_s):
+            return
+        while not done.is_set():
+            for fifo in fifos:
+                try:
+                    if not stat.S_ISFIFO(os.stat(fifo).st_mode):
+                        continue  # replaced by a saved cache
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # succeeds only while a reader waits
+                except OSError:
+                    continue
+                os.close(fd)
+                rescued.append(fifo)
+            done.wait(0.05)
+
+    thread = threading.Thread(target=rescue, daemon=True)
+    thread.start()
+    try:
+        yield rescued
+    finally:
+        done.set()
+        thread.join()
