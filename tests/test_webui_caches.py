@@ -13,7 +13,7 @@ import webui_util as wu
 from hn_testutil import fifo_rescuer
 from modules import errors, paths, ui_extra_networks
 
-from lib_hypernet.ui import LibraryPanel
+from lib_hypernet.ui.library_panel import LibraryPanel
 from lib_hypernet.webui import accordion as webui_accordion
 from lib_hypernet.webui import cards, tab
 
