@@ -6,7 +6,7 @@ Imports gradio; never the webui's ``modules`` (hosts pass a :class:`LibrarySourc
 
 from __future__ import annotations
 
-from ..library.source import ActionError, LibrarySource, SendTarget
+from ..library.source import LibrarySource, SendTarget
 from .library_panel import COLUMNS, LibraryPanel, build_library_panel
 
-__all__ = ["COLUMNS", "ActionError", "LibraryPanel", "LibrarySource", "SendTarget", "build_library_panel"]
+__all__ = ["COLUMNS", "LibraryPanel", "LibrarySource", "SendTarget", "build_library_panel"]
