@@ -72,3 +72,16 @@ class HypernetExistsError(HypernetFileError, FileExistsError):
 
 class OutsideFolderError(HypernetFileError, PermissionError):
     """The file to write resolves outside the hypernetwork folder (through a symbolic link)."""
+
+
+class InvalidNameError(HypernetError, ValueError):
+    """A name for a new file that A1111's rules refuse; ``rule`` says which.
+
+    ``"separator"``: it has a folder in it; ``"hidden"``: it starts with a dot (the webui skips
+    hidden files); ``"empty"``: nothing is left once reduced to the allowed characters.
+    """
+
+    def __init__(self, message: str, *, name: str, rule: str) -> None:
+        self.name = name
+        self.rule = rule
+        super().__init__(message)

@@ -229,6 +229,24 @@ def test_user_metadata_editor(app):
     demo.close()
 
 
+def test_user_metadata_is_never_written_through_a_link_outside_the_folder(app, tmp_path):
+    """The card's .json goes through the library's write policy: a linked sub-folder is read, never written."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    wu.make_hn("far", seed=9).save(str(outside / "far.pt"))
+    os.symlink(outside, os.path.join(wu.hn_dir(), "linked"))
+    wu.extension().refresh()
+    demo = webui_ui.build()
+    editor = webui_ui.editors[("txt2img", "hypernetworks")]
+    _page().create_html("txt2img")
+    status = editor.save_hypernet_user_metadata("far", "desc", "SD1", "", "notes")
+    assert status.startswith("<p class='sd-hypernet-error'>") and "outside the hypernetwork folder" in status
+    assert sorted(os.listdir(outside)) == ["far.pt"]
+    assert editor.save_hypernet_user_metadata("anime", "desc", "SD1", "", "") == ""  # inside: saved
+    assert (Path(wu.hn_dir()) / "anime.json").is_file()
+    demo.close()
+
+
 def test_labels_and_cards_use_the_librarys_cached_descriptions(app, monkeypatch):
     extension = wu.extension()
     extension.facts.stop()

@@ -17,6 +17,7 @@ import lib_hypernet
 from lib_hypernet.cli import commands as cli
 from lib_hypernet.cli.progress import AUTO_MIN_BYTES, MIB, ProgressBar, should_show
 from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
+from lib_hypernet.model.decode import all_finite
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFO_FILES = ("act_relu.pt", "legacy_novelai.pt", "dims_24_32_48_meta.pt", "optim_fresh_a.pt", "optim_stale.pt")
@@ -259,6 +260,12 @@ def test_convert_carries_valid_optim(capsys: pytest.CaptureFixture[str], fixture
     assert code == 0 and "stale.pt.optim is stale, not carried over" in out
     assert not (tmp_path / "new.pt.optim").exists()
 
+    (tmp_path / "kept.pt.optim").write_bytes(b"keep me")
+    code, out, _ = run(capsys, "convert", path, tmp_path / "kept.pt")
+    assert code == 0 and out.rstrip().endswith(
+        f"{tmp_path / 'kept.pt.optim'} exists, so the optimizer state was not carried over (pass --force to overwrite it)")
+    assert (tmp_path / "kept.pt.optim").read_bytes() == b"keep me"
+
 
 def test_convert_errors(capsys: pytest.CaptureFixture[str], fixtures_dir: Path, tmp_path: Path) -> None:
     code, _, err = run(capsys, "convert", fixtures_dir / "act_relu.pt", tmp_path / "x.ckpt")
@@ -309,14 +316,14 @@ def test_verify_nan_weights_fail(capsys: pytest.CaptureFixture[str], fixtures_di
 
 def test_all_finite() -> None:
     x = torch.randn(100)
-    assert cli.all_finite(x)
+    assert all_finite(x)
     for bad in (float("nan"), float("inf"), float("-inf")):
         y = x.clone()
         y[3] = bad
-        assert not cli.all_finite(y)
-    assert cli.all_finite(torch.full((10,), 3e38))  # float32 max-ish: the float64 sum does not overflow
-    assert cli.all_finite(torch.full((10,), 1e308, dtype=torch.float64))  # sum overflows: exact fallback
-    assert not cli.all_finite(torch.tensor([float("inf"), float("-inf")]))
+        assert not all_finite(y)
+    assert all_finite(torch.full((10,), 3e38))  # float32 max-ish: the float64 sum does not overflow
+    assert all_finite(torch.full((10,), 1e308, dtype=torch.float64))  # sum overflows: exact fallback
+    assert not all_finite(torch.tensor([float("inf"), float("-inf")]))
 
 
 # --------------------------------------------------------------------- create
@@ -522,6 +529,7 @@ def test_create_refuses_folders_and_hidden_names(
     assert code == 2
     assert_one_error_line(err)
     assert says in err and repr(name) in err
+    assert ("give a plain name and the folder with --out DIR" in err) == (says == "path separator")  # the CLI's words
     assert "unknown hypernetwork file type" not in err
     assert list(tmp_path.rglob("*")) == []
 

@@ -291,6 +291,75 @@ def test_create(panel: LibraryPanel, folder: Path) -> None:
     assert not [p for p in os.listdir(folder) if p.endswith(".tmp")]
 
 
+# --------------------------------------------------------------------- the write policy (issue 14)
+@pytest.fixture
+def linked(folder: Path, tmp_path: Path) -> Path:
+    """A sub-folder ``linked`` of the hypernetwork folder that is a symbolic link to a folder outside it."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.copyfile(folder / "act_relu.pt", outside / "far.pt")
+    os.symlink(outside, folder / "linked")
+    return outside
+
+
+def test_source_convert_and_repair_never_write_through_a_link_outside(folder: Path, linked: Path) -> None:
+    source = LibrarySource(HypernetLibrary(folder))
+    source.ensure_scanned()
+    assert source.library.find("far").relpath == "linked/far.pt"  # read through the link: listed
+    before = (linked / "far.pt").read_bytes()
+    with pytest.raises(lib_hypernet.errors.OutsideFolderError, match="outside the hypernetwork folder"):
+        source.convert("far", overwrite=True)
+    with pytest.raises(lib_hypernet.errors.OutsideFolderError, match="outside the hypernetwork folder"):
+        source.repair("far", overwrite=True)
+    assert sorted(os.listdir(linked)) == ["far.pt"] and (linked / "far.pt").read_bytes() == before
+    assert source.convert("act_relu") == "act_relu"  # inside the folder: written
+    assert (folder / "act_relu.safetensors").is_file()
+
+
+def test_panel_convert_and_repair_never_write_through_a_link_outside(panel: LibraryPanel, linked: Path) -> None:
+    before = (linked / "far.pt").read_bytes()
+    for on_action in (panel.on_convert, panel.on_repair):
+        message = on_action("far", True, "", "name", False)[-1]
+        assert message.startswith("⚠") and "outside the hypernetwork folder" in message, message
+    assert sorted(os.listdir(linked)) == ["far.pt"] and (linked / "far.pt").read_bytes() == before
+
+
+def test_create_on_an_existing_file_is_typed_and_the_panel_says_how_to_overwrite(panel: LibraryPanel,
+                                                                                  folder: Path) -> None:
+    source = panel.source
+    path = folder / "taken.pt"
+    assert source.create("taken", sizes=[8], seed=1) == "taken"
+    before = path.read_bytes()
+    with pytest.raises(lib_hypernet.errors.HypernetExistsError) as raised:
+        source.create("taken", sizes=[8], seed=2)
+    assert raised.value.path == str(path) and "--force" not in str(raised.value)
+    assert path.read_bytes() == before
+
+    # The panel's hint follows the error's type, never its wording.
+    def refuse() -> str:
+        raise lib_hypernet.errors.HypernetExistsError("is taken", path)
+
+    message = panel._act(refuse, str, "", "name", False, None)[-1]
+    assert message == f"⚠ {path}: is taken; tick 'Overwrite' to replace it"
+
+
+@pytest.mark.parametrize(("name", "rule"), [("sub/x", "separator"), (".hidden", "hidden"), ("?!*", "empty")])
+def test_a_bad_create_name_is_typed_and_the_panel_names_no_command_line_flag(
+    panel: LibraryPanel, folder: Path, name: str, rule: str
+) -> None:
+    args = dict(name=name, sizes=["768"], other_sizes="", layer_structure="1, 2, 1", activation="relu",
+                init="Normal", layer_norm=False, dropout=False, dropout_structure="", activate_output=False,
+                file_format="pt", seed=1, info="", overwrite=False, query="", sort="name", descending=False,
+                selected=None)
+    message = panel.on_create(*args.values())[-1]
+    assert message.startswith("⚠") and repr(name) in message, message
+    assert "--out" not in message and "DIR" not in message and "--" not in message
+    with pytest.raises(lib_hypernet.errors.InvalidNameError) as raised:
+        panel.source.create(name, sizes=[8])
+    assert raised.value.rule == rule and raised.value.name == name
+    assert list(folder.rglob(".hidden*")) == []
+
+
 # --------------------------------------------------------------------- building
 def test_build_panel_with_gradio_3(folder: Path) -> None:
     assert gr.__version__ == "3.41.2" or os.environ.get("HYPERNET_GRADIO_4_CHECK")  # the webui's gradio

@@ -111,7 +111,7 @@ def test_convert(client):
 
     before = os.stat(st).st_mtime_ns
     response = client.post("/hypernet/v1/convert", json={"name": "x.pt"})
-    assert response.status_code == 400 and "overwrite" in response.json()["detail"]
+    assert response.status_code == 409 and "overwrite" in response.json()["detail"]  # HypernetExistsError
     assert os.stat(st).st_mtime_ns == before
     assert client.post("/hypernet/v1/convert", json={"name": "x.pt", "overwrite": True}).status_code == 200
     assert client.post("/hypernet/v1/convert", json={"name": "nope"}).status_code == 404

@@ -58,8 +58,8 @@ def test_convert_twice_says_the_target_exists(booted):
     target = os.path.join(wu.hn_dir(), "hn_b.safetensors")
     before = os.stat(target).st_mtime_ns
     response = client.post("/hypernet/v1/convert", json={"name": "hn_b"})  # "hn_b" is now the .safetensors
-    assert response.status_code == 400
-    assert "hn_b.safetensors already exists; pass overwrite" in response.json()["detail"]
+    assert response.status_code == 409, response.text  # the typed HypernetExistsError, said the HTTP API's way
+    assert response.json()["detail"] == f"{target}: already exists; pass \"overwrite\": true to replace it"
     assert os.stat(target).st_mtime_ns == before
     assert client.post("/hypernet/v1/convert", json={"name": "hn_b", "overwrite": True}).status_code == 200
 

@@ -10,6 +10,8 @@ import webui_util as wu
 from fastapi.testclient import TestClient
 
 import lib_hypernet
+from lib_hypernet.errors import OutsideFolderError
+from lib_hypernet.library import actions
 
 
 @pytest.fixture
@@ -59,8 +61,9 @@ def test_library_policy(tmp_path):
     os.symlink(outside, root / "link")
     library = lib_hypernet.HypernetLibrary(root)
     assert library.is_inside(root / "sub" / "a.pt") and not library.is_inside(root / "link" / "a.pt")
-    library.check_writable(root / "sub" / "a.safetensors")
-    with pytest.raises(lib_hypernet.HypernetFileError, match="outside the hypernetwork folder"):
-        library.check_writable(root / "link" / "a.safetensors")
+    folder = actions.library_folder(library)
+    actions.check_target(root / "sub" / "a.safetensors", overwrite=False, inside=folder)
+    with pytest.raises(OutsideFolderError, match="outside the hypernetwork folder"):
+        actions.check_target(root / "link" / "a.safetensors", overwrite=True, inside=folder)
     with pytest.raises(lib_hypernet.HypernetFileError):
-        lib_hypernet.HypernetLibrary(None).check_writable(tmp_path / "a.safetensors")
+        actions.library_folder(lib_hypernet.HypernetLibrary(None))

@@ -16,24 +16,18 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
-import torch
-
 from .. import __version__
-from ..errors import HypernetError, HypernetFileError
+from ..errors import HypernetError, HypernetExistsError, HypernetFileError, InvalidNameError
 from ..formats.hashing import LEGACY_HASH_OF_SMALL_FILES, SHORTHASH_LENGTH, legacy_model_hash, sha256
-from ..formats.optim import load_optimizer_state, optim_path
-from ..formats.safe_unpickle import a1111_zip_entries_rejected
-from ..library.actions import PROBE_SHAPE, convert_file, probe_outputs
+from ..library.actions import convert_file, create_file, verify_file
 from ..library.description import checkpoint_label, describe_file
 from ..library.text import entry_names, human_size, structure_text, yes_no
 from ..model.activations import creatable_activations
-from ..model.create import WEIGHT_INITIALIZATIONS, create
-from ..model.decode import all_finite
-from ..model.hypernetwork import Hypernetwork, load
+from ..model.create import WEIGHT_INITIALIZATIONS
+from ..model.hypernetwork import Hypernetwork
 from .progress import ProgressBar, should_show
 
 SD1_SIZES = (768, 320, 640, 1280)
-A1111_NAME_CHARS = "._- "
 
 
 class UsageError(Exception):
@@ -73,11 +67,6 @@ COMMAND = "python -m lib_hypernet"
 def _fix_command(path: str) -> str:
     quoted = shlex.quote(path)
     return f"{COMMAND} convert {quoted} {quoted} --force"
-
-
-def _reason(exc: HypernetError) -> str:
-    """The message without the leading path (for lines that already name the file)."""
-    return exc.reason
 
 
 def hash_files(paths: Sequence[str], force_progress: bool | None) -> dict[str, str | HypernetError]:
@@ -244,14 +233,15 @@ def cmd_hash(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------- convert
 def convert(src: str, dst: str, force: bool = False, *, loaded: Hypernetwork | None = None) -> str:
     """Convert ``src`` to ``dst`` (format from the suffix), verified before it is kept; a one-line report."""
-    done = convert_file(src, dst, overwrite=force, overwrite_hint="pass --force to overwrite it", loaded=loaded)
+    done = convert_file(src, dst, overwrite=force, loaded=loaded)
     kind = {"pt": "legacy .pt, loadable by every A1111", "safetensors": "safetensors"}[done.format]
     widths = ", ".join(str(w) for w in done.widths)
     report = (
         f"wrote {dst} ({kind}, {human_size(os.path.getsize(dst))}, sha256 {done.sha256[:SHORTHASH_LENGTH]}); "
         f"weights bit-identical to {src} for widths {widths}"
     )
-    return report + (f"; {done.optim_note}" if done.optim_note else "")
+    note = done.optim_note + (" (pass --force to overwrite it)" if done.optim_kept else "")
+    return report + (f"; {note}" if note else "")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -260,55 +250,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------- verify
-def verify_file(path: str, digest: str | HypernetError | None = None) -> tuple[str | None, list[str]]:
-    """``(failure reason or None, warnings)`` for one file."""
-    if isinstance(digest, HypernetError):
-        return _reason(digest), []
-    try:
-        hn = load(path)
-    except HypernetError as exc:
-        return _reason(exc), []
-    for name, param in _named_parameters(hn):
-        if not all_finite(param):
-            return f"{name} contains NaN or infinite values", []
-    try:
-        outputs = probe_outputs(hn)
-    except RuntimeError as exc:
-        return f"the forward pass fails: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", []
-    for width, pair in outputs.items():
-        for branch, tensor in zip("kv", pair):
-            if tuple(tensor.shape) != (*PROBE_SHAPE, width):
-                return f"width {width} ({branch}): output shape {tuple(tensor.shape)} != input shape", []
-            if not all_finite(tensor):
-                return f"width {width} ({branch}): the output contains NaN or infinite values", []
-
-    notes = []
-    if os.path.exists(optim_path(path)):
-        state = load_optimizer_state(path, pt_sha256=digest if isinstance(digest, str) else None)
-        if not state.ok:
-            notes.append(f".optim is {state.status}: {state.reason} (inference does not need it)")
-    if hn.file_format == "pt":
-        rejected = a1111_zip_entries_rejected(path)
-        if rejected:
-            notes.append(
-                f"A1111 1.10.1 refuses its zip entries {entry_names(rejected)}; fix: {_fix_command(path)}"
-            )
-    return None, notes
-
-
-def _named_parameters(hn: Hypernetwork) -> list[tuple[str, torch.Tensor]]:
-    found: list[tuple[str, torch.Tensor]] = []
-    for width in hn.widths:
-        for branch, module in zip("kv", hn.layers[width]):
-            found += [(f"width {width} ({branch}) {name}", p) for name, p in module.named_parameters()]
-    return found
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     digests = hash_files(args.files, args.progress)
     failed = warned = 0
     for path in args.files:
-        reason, notes = verify_file(path, digests.get(path))
+        found = verify_file(path, digests.get(path))
+        reason, notes = found.failure, list(found.notes)
+        if found.a1111_rejected:
+            notes.append(f"A1111 1.10.1 refuses its zip entries {entry_names(found.a1111_rejected)}; "
+                         f"fix: {_fix_command(path)}")
         if reason is None:
             print(f"OK  {path}")
         else:
@@ -327,44 +277,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------- create
-def sanitize_name(name: str) -> str:
-    """Keep only letters, digits and ``._- `` (A1111's create rule).
-
-    Refuses (:class:`UsageError`) a name with a folder in it (``../x``: use ``--out``), one starting
-    with a dot (the webui skips hidden files) and one that is empty once reduced.
-    """
-    if any(sep in name for sep in ("/", "\\", os.sep, os.altsep or "/")):
-        raise UsageError(f"the name {name!r} contains a path separator; give a plain name and the folder with --out DIR")
-    if name.startswith("."):
-        raise UsageError(f"the name {name!r} starts with '.', which makes a hidden file the webui skips")
-    clean = "".join(ch for ch in name if ch.isalnum() or ch in A1111_NAME_CHARS)
-    if not clean.strip():
-        raise UsageError(f"the name {name!r} is empty once reduced to letters, digits and '._- '")
-    return clean
-
-
-def create_file(
-    name: str,
-    out: str = ".",
-    file_format: str = "pt",
-    force: bool = False,
-    **options: Any,
-) -> tuple[str, Hypernetwork]:
-    """Create a hypernetwork with A1111's options (see :func:`lib_hypernet.create`) and save it."""
-    clean = sanitize_name(name)
-    path = os.path.join(out, f"{clean}.{file_format}")
-    if os.path.exists(path) and not force:
-        raise HypernetFileError("already exists; pass --force to overwrite it", path)
-    hn = create(clean, **options)
-    if out:
-        try:
-            os.makedirs(out, exist_ok=True)
-        except OSError as exc:
-            raise HypernetFileError(f"cannot create the folder: {exc.strerror or exc}", out) from exc
-    hn.save(path)
-    return path, hn
-
-
 def cmd_create(args: argparse.Namespace) -> int:
     if args.dropout_structure is not None and not args.dropout:
         _warn("--dropout-structure is ignored without --dropout (as in A1111)")
@@ -374,7 +286,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         args.name,
         out=args.out,
         file_format=args.format,
-        force=args.force,
+        overwrite=args.force,
         sizes=args.sizes,
         layer_structure=args.layer_structure,
         activation_func=args.activation,
@@ -551,6 +463,12 @@ def _main(argv: list[str] | None, prog: str | None) -> int:
     except UsageError as exc:
         _error(str(exc))
         return 2
+    except InvalidNameError as exc:  # a usage error; the name's folder goes in --out
+        _error(f"{exc}{' and the folder with --out DIR' if exc.rule == 'separator' else ''}")
+        return 2
+    except HypernetExistsError as exc:
+        _error(f"{exc}; pass --force to overwrite it")
+        return 1
     except HypernetError as exc:
         _error(str(exc))
         return 1

@@ -89,6 +89,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         raise HypernetFileError(f"could not save: {exc.strerror or exc}", path) from exc
 
 
+def resolves_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Whether ``path``, with every symbolic link resolved, lies in ``folder`` (resolved too) or is it."""
+    root = os.path.realpath(os.fspath(folder))
+    real = os.path.realpath(os.fspath(path))
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def remove_stale_temp_files(
     folder: str | os.PathLike[str],
     names: Iterable[str] | None = None,

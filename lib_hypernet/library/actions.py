@@ -1,28 +1,63 @@
-"""Converting a hypernetwork file between ``.pt`` and ``.safetensors``, checked before it is kept.
+"""Every file write and check on hypernetworks: convert, repair, create, verify, hash missing.
 
-The result is written to a temporary file beside the destination and moved over it only
+One write policy, :func:`check_target`, for every front end (the command line, the library
+panel, the webui tab and cards, the HTTP API):
+
+- a directory is never a target;
+- an existing target is replaced only when asked (else :class:`~lib_hypernet.errors.HypernetExistsError`,
+  whose message names no way of asking: each front end adds its own, "--force", "tick 'Overwrite'",
+  ``"overwrite": true``);
+- acting on a library folder, the target must resolve inside it (a sub-folder that is a symbolic
+  link to another place is read, never written: :class:`~lib_hypernet.errors.OutsideFolderError`);
+- every write is atomic (a temporary file beside the target, moved over it when complete).
+
+A conversion is written to a temporary file beside the destination and moved over it only
 after it re-loads with the source's metadata and bit-identical weights for every width,
 so a failed or interrupted conversion never replaces anything.  When writing a ``.pt``,
 a valid ``SRC.optim`` is re-written for the new file's hash (a re-saved file has a new
-hash, so the old side file would no longer match).
+hash, so the old side file would no longer match), under the same policy as the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import torch
 
 from ..engine.reference import apply_hypernetworks
-from ..errors import HypernetFileError, HypernetFormatError
+from ..errors import (
+    HypernetError,
+    HypernetExistsError,
+    HypernetFileError,
+    HypernetFormatError,
+    InvalidNameError,
+    OutsideFolderError,
+    shorten,
+)
 from ..formats import format_of
+from ..formats.fileio import atomic_write, resolves_inside
 from ..formats.hashing import sha256
 from ..formats.optim import OptimizerState, load_optimizer_state, optim_path, save_optimizer_state
+from ..formats.safe_unpickle import a1111_zip_entries_rejected
+from ..model.create import create as new_hypernetwork
+from ..model.decode import all_finite
 from ..model.hypernetwork import Hypernetwork, load
+from .folder import HypernetFile, HypernetLibrary
+
+log = logging.getLogger(__name__)
+
+FilesProgress = Callable[[int, int, str], None]
+"""Called with (files done, files in all, the file now being hashed)."""
+
+A1111_NAME_CHARS = "._- "
+"""What A1111 keeps of a new hypernetwork's name besides letters and digits."""
 
 PROBE_SEED = 1234
 PROBE_SHAPE = (2, 5)  # batch, tokens; the width is appended
@@ -37,8 +72,53 @@ class Conversion:
     sha256: str
     widths: list[int]
     optim_note: str  # what happened to the source's optimizer state ("" when it had none)
+    optim_kept: bool = False  # an existing DST.optim was kept because overwriting was not asked for
 
 
+# --------------------------------------------------------------------- the write policy
+def check_target(path: str | os.PathLike[str], *, overwrite: bool, inside: str | None = None) -> str:
+    """The one write policy (see the module docstring); returns ``path`` as a string.
+
+    ``inside`` is the folder the target must resolve into (acting on a library); ``None`` for a
+    path the user named explicitly (the command line, the examples).
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise HypernetFileError("is a directory; move it away first", path)
+    if inside is not None and not resolves_inside(path, inside):
+        raise OutsideFolderError(
+            f"resolves to {os.path.realpath(path)}, outside the hypernetwork folder {inside} "
+            "(through a symbolic link); writing there is refused", path
+        )
+    if os.path.lexists(path) and not overwrite:
+        raise HypernetExistsError("already exists", path)
+    return path
+
+
+def library_folder(library: HypernetLibrary) -> str:
+    """The folder every write on ``library`` must resolve into."""
+    if not library.root:
+        raise HypernetFileError("there is no hypernetwork folder to write in")
+    return library.root
+
+
+def write_file(
+    path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *, overwrite: bool, inside: str | None = None
+) -> str:
+    """``write(file)`` into ``path`` under the write policy (atomically); returns the path."""
+    path = check_target(path, overwrite=overwrite, inside=inside)
+    atomic_write(path, write)
+    return path
+
+
+def save(hn: Hypernetwork, path: str | os.PathLike[str], *, overwrite: bool, inside: str | None = None) -> str:
+    """``hn.save(path)`` under the write policy; returns the path."""
+    path = check_target(path, overwrite=overwrite, inside=inside)
+    hn.save(path)
+    return path
+
+
+# --------------------------------------------------------------------- convert and repair
 def probe_outputs(hn: Hypernetwork, seed: int = PROBE_SEED) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """``(k, v)`` of ``hn`` at strength 1 on a seeded normal context, for every width."""
     generator = torch.Generator().manual_seed(seed)
@@ -53,22 +133,22 @@ def probe_outputs(hn: Hypernetwork, seed: int = PROBE_SEED) -> dict[int, tuple[t
 
 
 def convert_file(
-    src: str,
-    dst: str,
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
     *,
     overwrite: bool = False,
-    overwrite_hint: str = "convert with overwrite to replace it",
+    inside: str | None = None,
     loaded: Hypernetwork | None = None,
     source_sha256: str | None = None,
 ) -> Conversion:
     """Convert ``src`` to ``dst`` (format from the suffix) and verify it; see the module docstring.
 
-    ``loaded`` is ``src`` already loaded and ``source_sha256`` its hash (each saves a re-read).
-    ``overwrite_hint`` ends the error raised when ``dst`` exists and ``overwrite`` is false.
+    ``dst`` and its ``.optim`` follow :func:`check_target` (``overwrite``, ``inside``).  ``loaded`` is
+    ``src`` already loaded and ``source_sha256`` its hash (each saves a re-read).
     """
+    src, dst = os.fspath(src), os.fspath(dst)
     src_format, dst_format = format_of(src), format_of(dst)
-    if os.path.exists(dst) and not overwrite:
-        raise HypernetFileError(f"already exists; {overwrite_hint}", dst)
+    check_target(dst, overwrite=overwrite, inside=inside)
     folder = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(folder):
         raise HypernetFileError(f"the folder {folder} does not exist", dst)
@@ -90,26 +170,186 @@ def convert_file(
     finally:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-    note = _carry_optim(optim_state, src, dst, dst_format, overwrite, overwrite_hint)
-    return Conversion(dst, dst_format, sha256(dst), hn.widths, note)
+    note, kept = _carry_optim(optim_state, src, dst, dst_format, overwrite, inside)
+    return Conversion(dst, dst_format, sha256(dst), hn.widths, note, kept)
 
 
 def _carry_optim(
-    state: OptimizerState | None, src: str, dst: str, dst_format: str, overwrite: bool, overwrite_hint: str
-) -> str:
-    """Write ``DST.optim`` from SRC's valid optimizer state; returns a note for the report."""
+    state: OptimizerState | None, src: str, dst: str, dst_format: str, overwrite: bool, inside: str | None
+) -> tuple[str, bool]:
+    """Write ``DST.optim`` from SRC's valid optimizer state; returns a note for the report and whether
+    an existing ``DST.optim`` was kept (overwriting not asked for)."""
     if state is None:
-        return ""
+        return "", False
     if not state.ok:
-        return f"{os.path.basename(optim_path(src))} is {state.status}, not carried over"
+        return f"{os.path.basename(optim_path(src))} is {state.status}, not carried over", False
     if dst_format != "pt":
-        return f"the optimizer state stays in {os.path.basename(optim_path(src))} (training uses .pt)"
+        return f"the optimizer state stays in {os.path.basename(optim_path(src))} (training uses .pt)", False
     same_file = os.path.abspath(src) == os.path.abspath(dst)
-    if os.path.exists(optim_path(dst)) and not (overwrite or same_file):
-        return f"{optim_path(dst)} exists, so the optimizer state was not carried over ({overwrite_hint})"
+    try:
+        check_target(optim_path(dst), overwrite=overwrite or same_file, inside=inside)
+    except HypernetExistsError:
+        return f"{optim_path(dst)} exists, so the optimizer state was not carried over", True
+    except HypernetFileError as exc:
+        return f"the optimizer state was not carried over: {exc}", False
     assert state.state_dict is not None
     save_optimizer_state(dst, state.state_dict, state.optimizer_name)
-    return f"wrote {os.path.basename(optim_path(dst))} for it ({state.optimizer_name} state, re-hashed)"
+    return f"wrote {os.path.basename(optim_path(dst))} for it ({state.optimizer_name} state, re-hashed)", False
+
+
+def convert(library: HypernetLibrary, file: HypernetFile, *, overwrite: bool = False) -> Conversion:
+    """Write ``<stem>.safetensors`` beside the library's ``.pt`` ``file`` (verified bit-identical)."""
+    if file.format != "pt":
+        raise HypernetError(f"{file.name} is already a .safetensors file", file.path)
+    return _convert_in(library, file, os.path.splitext(file.path)[0] + ".safetensors", overwrite)
+
+
+def repair(library: HypernetLibrary, file: HypernetFile, *, overwrite: bool = False) -> Conversion:
+    """Re-write the library's ``.pt`` ``file`` in place in the legacy format every A1111 loads.
+
+    The weights stay bit-identical but the file's hash changes, so it is a replacement like any
+    other: without ``overwrite`` it raises :class:`HypernetExistsError`.
+    """
+    if file.format != "pt":
+        raise HypernetError(f"{file.name} is a .safetensors file; only a .pt can be repaired", file.path)
+    if not overwrite:
+        raise HypernetExistsError(
+            f"repairing rewrites {file.relpath} in place (weights bit-identical, the file's hash changes)", file.path
+        )
+    return _convert_in(library, file, file.path, True)
+
+
+def _convert_in(library: HypernetLibrary, file: HypernetFile, target: str, overwrite: bool) -> Conversion:
+    folder = library_folder(library)
+    check_target(target, overwrite=overwrite, inside=folder)  # refuse before loading anything
+    try:
+        loaded = library.get(file)
+    except HypernetError:
+        raise
+    except Exception as exc:  # defence in depth: one bad file gives our error, never a crash of the caller
+        log.warning("hypernetworks: cannot load %s", file.path, exc_info=True)
+        raise HypernetError(f"cannot load: {shorten(f'{type(exc).__name__}: {exc}', 500)}", file.path) from exc
+    return convert_file(file.path, target, overwrite=overwrite, inside=folder, loaded=loaded,
+                        source_sha256=library.sha256(file))
+
+
+# --------------------------------------------------------------------- create
+def sanitize_name(name: str) -> str:
+    """Keep only letters, digits and ``._- `` (A1111's create rule).
+
+    Refuses (:class:`InvalidNameError`) a name with a folder in it (``../x``), one starting with
+    a dot (the webui skips hidden files) and one that is empty once reduced.
+    """
+    if any(sep in name for sep in ("/", "\\", os.sep, os.altsep or "/")):
+        raise InvalidNameError(f"the name {name!r} contains a path separator; give a plain name",
+                               name=name, rule="separator")
+    if name.startswith("."):
+        raise InvalidNameError(f"the name {name!r} starts with '.', which makes a hidden file the webui skips",
+                               name=name, rule="hidden")
+    clean = "".join(ch for ch in name if ch.isalnum() or ch in A1111_NAME_CHARS)
+    if not clean.strip():
+        raise InvalidNameError(f"the name {name!r} is empty once reduced to letters, digits and '._- '",
+                               name=name, rule="empty")
+    return clean
+
+
+def create_file(
+    name: str,
+    out: str = ".",
+    file_format: str = "pt",
+    overwrite: bool = False,
+    *,
+    inside: str | None = None,
+    **options: Any,
+) -> tuple[str, Hypernetwork]:
+    """Create a hypernetwork with A1111's options (see :func:`lib_hypernet.create`) and save it as
+    ``out/NAME.FORMAT`` (``out`` is created if needed); returns the path and the hypernetwork."""
+    clean = sanitize_name(name)
+    path = os.path.join(out, f"{clean}.{file_format}")
+    check_target(path, overwrite=overwrite, inside=inside)
+    hn = new_hypernetwork(clean, **options)
+    if out:
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as exc:
+            raise HypernetFileError(f"cannot create the folder: {exc.strerror or exc}", out) from exc
+    return save(hn, path, overwrite=overwrite, inside=inside), hn
+
+
+def create(
+    library: HypernetLibrary, name: str, *, file_format: str = "pt", overwrite: bool = False, **options: Any
+) -> tuple[str, Hypernetwork]:
+    """:func:`create_file` in the library's folder."""
+    folder = library_folder(library)
+    return create_file(name, out=folder, file_format=file_format, overwrite=overwrite, inside=folder, **options)
+
+
+# --------------------------------------------------------------------- checks
+@dataclass(frozen=True)
+class Verification:
+    """What :func:`verify_file` found."""
+
+    failure: str | None  # why the file fails (None: it loads, runs and gives finite outputs of the right shape)
+    notes: list[str]  # what does not fail it but is worth a warning
+    a1111_rejected: list[str]  # the zip entries A1111 1.10.1 refuses in this .pt (repairing it fixes that)
+
+
+def verify_file(path: str, digest: str | HypernetError | None = None) -> Verification:
+    """Load ``path``, run it once per width on a seeded context and check everything is finite;
+    also check its ``.optim`` and whether A1111 loads it.  ``digest`` is its sha256 (or the error
+    hashing it gave)."""
+    if isinstance(digest, HypernetError):
+        return Verification(digest.reason, [], [])
+    try:
+        hn = load(path)
+    except HypernetError as exc:
+        return Verification(exc.reason, [], [])
+    failure = _run_failure(hn)
+    if failure is not None:
+        return Verification(failure, [], [])
+    notes = []
+    if os.path.exists(optim_path(path)):
+        state = load_optimizer_state(path, pt_sha256=digest if isinstance(digest, str) else None)
+        if not state.ok:
+            notes.append(f".optim is {state.status}: {state.reason} (inference does not need it)")
+    rejected = a1111_zip_entries_rejected(path) if hn.file_format == "pt" else []
+    return Verification(None, notes, rejected)
+
+
+def _run_failure(hn: Hypernetwork) -> str | None:
+    """Why ``hn`` does not run (non-finite weights or outputs, a failing forward pass), or None."""
+    for width in hn.widths:
+        for branch, module in zip("kv", hn.layers[width]):
+            for name, param in module.named_parameters():
+                if not all_finite(param):
+                    return f"width {width} ({branch}) {name} contains NaN or infinite values"
+    try:
+        outputs = probe_outputs(hn)
+    except RuntimeError as exc:
+        return f"the forward pass fails: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    for width, pair in outputs.items():
+        for branch, tensor in zip("kv", pair):
+            if tuple(tensor.shape) != (*PROBE_SHAPE, width):
+                return f"width {width} ({branch}): output shape {tuple(tensor.shape)} != input shape"
+            if not all_finite(tensor):
+                return f"width {width} ({branch}): the output contains NaN or infinite values"
+    return None
+
+
+def hash_missing(library: HypernetLibrary, progress: FilesProgress | None = None) -> tuple[int, list[str]]:
+    """Hash every file of ``library`` whose sha256 is not cached; returns (how many were hashed, errors)."""
+    todo = [f for f in library.files.values() if library.hash_cache.get(f.path) is None]
+    errors: list[str] = []
+    for i, file in enumerate(todo):
+        if progress is not None:
+            progress(i, len(todo), file.name)
+        try:
+            library.sha256(file)
+        except HypernetError as exc:
+            errors.append(str(exc))
+    if progress is not None:
+        progress(len(todo), len(todo), "")
+    return len(todo) - len(errors), errors
 
 
 def _check_same(original: Hypernetwork, copy: Hypernetwork, src: str, dst: str) -> None:

@@ -15,11 +15,10 @@ from typing import Any
 import torch
 
 from ..errors import HypernetFileError
-from ..formats.fileio import atomic_write
 from ..formats.optim import save_optimizer_state
 from ..model.create import create
 from ..model.hypernetwork import Hypernetwork
-from .actions import convert_file
+from .actions import convert_file, save, write_file
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ EXAMPLES: tuple[Example, ...] = (
 def _save_zip(path: str, hn: Hypernetwork) -> None:
     """Save like ``torch.save`` does by default on torch ≥ 1.6 (zip with ``.format_version``)."""
     state = hn.state_dict()
-    atomic_write(path, lambda f: torch.save(state, f))
+    write_file(path, lambda f: torch.save(state, f), overwrite=False)
 
 
 def make_examples(out: str | os.PathLike[str], examples: tuple[Example, ...] = EXAMPLES) -> list[str]:
@@ -92,7 +91,7 @@ def make_examples(out: str | os.PathLike[str], examples: tuple[Example, ...] = E
             if example.zip_format:
                 _save_zip(path, hn)
             else:
-                hn.save(path)
+                save(hn, path, overwrite=False)
             if example.optim:
                 params = {"state": {}, "param_groups": [{"lr": 5e-6, "params": list(range(len(list(hn.parameters()))))}]}
                 save_optimizer_state(path, params)

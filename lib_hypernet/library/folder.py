@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError, shorten
+from ..errors import HypernetError, HypernetNotFoundError, shorten
 from ..formats import SUFFIXES, format_of
-from ..formats.fileio import TEMP_FILE_RE, remove_stale_temp_files
+from ..formats.fileio import TEMP_FILE_RE, remove_stale_temp_files, resolves_inside
 from ..formats.hashing import SHORTHASH_LENGTH
 from ..model.hypernetwork import Hypernetwork, load
 from ..prompt.grammar import format_items
@@ -214,30 +214,15 @@ class HypernetLibrary:
 
     # ------------------------------------------------------------------ symlink policy
     def is_inside(self, path: str | os.PathLike[str]) -> bool:
-        """Whether ``path``, with every symlink resolved, lies inside the (resolved) library folder."""
-        if not self.root:
-            return False
-        root = os.path.realpath(self.root)
-        real = os.path.realpath(os.fspath(path))
-        return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+        """Whether ``path``, with every symlink resolved, lies inside the (resolved) library folder.
+
+        Reading follows symlinked sub-folders (linked model folders are common); writing through a
+        link to a place outside the folder is refused (:func:`lib_hypernet.library.actions.check_target`).
+        """
+        return bool(self.root) and resolves_inside(path, self.root or "")
 
     def _writable_folder(self, folder: str) -> bool:
         return self.is_inside(folder)
-
-    def check_writable(self, path: str | os.PathLike[str]) -> None:
-        """Refuse to write ``path`` unless it resolves inside the library folder.
-
-        Reading follows symlinked sub-folders (linked model folders are common); writing
-        through a link to a place outside the folder is refused.
-        """
-        path = os.fspath(path)
-        if not self.root:
-            raise HypernetFileError("there is no hypernetwork folder to write in", path)
-        if not self.is_inside(path):
-            raise HypernetFileError(
-                f"resolves to {os.path.realpath(path)}, outside the hypernetwork folder {self.root} "
-                "(through a symlink); writing there is refused — convert with the CLI instead", path
-            )
 
     # ------------------------------------------------------------------ loading
     def get(self, name_or_file: str | HypernetFile) -> Hypernetwork:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..engine.report import EntryReport
 from ..engine.strength import Strength
-from ..errors import HypernetError, HypernetFileError, HypernetNotFoundError, shorten
+from ..errors import HypernetError, HypernetNotFoundError, shorten
 from ..formats.hashing import legacy_hash_is_meaningful, legacy_model_hash
 from ..model.family import SdVersion, context_family
 from ..model.hypernetwork import Hypernetwork
@@ -265,33 +265,16 @@ class HypernetService:
         """Write ``<stem>.safetensors`` beside a ``.pt``; outputs are checked bit-identical before returning.
 
         ``name`` may be the plain name of a ``.pt`` that was converted already (the plain name
-        then belongs to the ``.safetensors``): that says the target exists and to pass ``overwrite``.
-        A target that is a directory, a bad source file, or a target outside the hypernetwork
-        folder (through a symlink) raises :class:`HypernetError`.
+        then belongs to the ``.safetensors``): that says the target exists
+        (:class:`~lib_hypernet.errors.HypernetExistsError`).  The write policy is
+        :func:`lib_hypernet.library.actions.check_target`'s (a target outside the hypernetwork
+        folder, through a symlink, or a directory raises :class:`HypernetError`).
         """
-        from .actions import convert_file  # only a conversion needs it (start-up stays light)
+        from . import actions  # only a conversion needs it (start-up stays light)
 
         file = self.library.find(name)
-        if file.format != "pt":
-            source = self.library.converted_source(file)
-            if source is None:
-                raise HypernetError(f"{file.name} is already a .safetensors file", file.path)
-            file = source
-        target = os.path.splitext(file.path)[0] + ".safetensors"
-        if os.path.isdir(target):
-            raise HypernetFileError("is a directory; move it away or rename the .pt first", target)
-        self.library.check_writable(target)
-        if os.path.lexists(target) and not overwrite:
-            raise HypernetFileError(f"{os.path.basename(target)} already exists; pass overwrite to replace it", target)
-        try:
-            loaded = self.library.get(file)
-        except HypernetError:
-            raise
-        except Exception as exc:  # defence in depth: one bad file gives our error, never a 500
-            log.warning("hypernetworks: cannot load %s", file.path, exc_info=True)
-            raise HypernetError(f"cannot load: {_describe(exc)}", file.path) from exc
-        convert_file(file.path, target, overwrite=overwrite, overwrite_hint="pass overwrite to replace it",
-                     loaded=loaded, source_sha256=self.library.sha256(file))
+        file = self.library.converted_source(file) or file
+        target = actions.convert(self.library, file, overwrite=overwrite).path
         self.library.refresh()
         converted = next(f for f in self.library.files.values() if f.path == os.path.abspath(target))
         return self.library.summary(converted)

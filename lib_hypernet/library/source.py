@@ -13,15 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import HypernetError, HypernetFileError
-from .actions import convert_file
+from ..errors import HypernetError, HypernetNotFoundError
+from . import actions
+from .actions import FilesProgress
 from .description import FileDescription, ModelFacts
 from .folder import HypernetFile, HypernetLibrary
 
 log = logging.getLogger(__name__)
-
-ProgressCallback = Callable[[int, int, str], None]
-"""Called with (files done, files in all, the file now being hashed)."""
 
 
 @dataclass(frozen=True)
@@ -30,10 +28,6 @@ class SendTarget:
 
     label: str
     js: str  # a JavaScript function of one argument (the tag text); it returns []
-
-
-class ActionError(Exception):
-    """A panel action that could not be done; the message says why and what to do."""
 
 
 class LibrarySource:
@@ -106,79 +100,48 @@ class LibrarySource:
             except (OSError, HypernetError) as exc:
                 log.warning("hypernetworks: cannot save the caches: %s", exc)
 
-    # ------------------------------------------------------------------ writing
-    def hash_missing(self, progress: ProgressCallback | None = None) -> tuple[int, list[str]]:
+    # ------------------------------------------------------------------ writing (all in :mod:`.actions`)
+    def hash_missing(self, progress: FilesProgress | None = None) -> tuple[int, list[str]]:
         """Hash every file whose sha256 is not cached; returns (how many were hashed, errors)."""
         self.ensure_scanned()
-        todo = [f for f in self.library.files.values() if self.library.hash_cache.get(f.path) is None]
-        errors: list[str] = []
-        for i, file in enumerate(todo):
-            if progress is not None:
-                progress(i, len(todo), file.name)
-            try:
-                self.library.sha256(file)
-            except HypernetError as exc:
-                errors.append(str(exc))
-        if progress is not None:
-            progress(len(todo), len(todo), "")
-        self.save_caches()
-        return len(todo) - len(errors), errors
+        try:
+            return actions.hash_missing(self.library, progress)
+        finally:
+            self.save_caches()
 
     def _file(self, name: str | None) -> HypernetFile:
         if not name:
-            raise ActionError("select a file first")
+            raise HypernetNotFoundError("select a file first")
         self.ensure_scanned()
         file = self.library.files.get(name)
         if file is None or not os.path.exists(file.path):
-            raise ActionError(f"{name} is no longer in the folder; press Refresh")
+            raise HypernetNotFoundError(f"{name} is no longer in the folder; press Refresh", name=name)
         return file
 
     def convert(self, name: str | None, *, overwrite: bool = False) -> str:
         """Write ``<stem>.safetensors`` beside a ``.pt`` (verified bit-identical); returns the new file's name."""
         file = self._file(name)
-        if file.format != "pt":
-            raise ActionError(f"{file.name} is already a .safetensors file")
-        target = os.path.splitext(file.path)[0] + ".safetensors"
-        self._convert(file, target, overwrite, "tick 'Overwrite' to replace it")
-        return self._name_of(target)
+        return self._wrote(lambda: actions.convert(self.library, file, overwrite=overwrite).path)
 
     def repair(self, name: str | None, *, overwrite: bool = False) -> str:
-        """Re-write a ``.pt`` in place in the legacy format every A1111 loads (asks first: its hash changes)."""
+        """Re-write a ``.pt`` in place in the legacy format every A1111 loads (its hash changes: ``overwrite``
+        must be given, else :class:`~lib_hypernet.errors.HypernetExistsError`)."""
         file = self._file(name)
-        if file.format != "pt":
-            raise ActionError(f"{file.name} is a .safetensors file; only a .pt can be repaired")
-        if not overwrite:
-            raise ActionError(
-                f"repairing rewrites {file.relpath} in place (weights bit-identical, the file's hash changes): "
-                "tick 'Overwrite' to confirm"
-            )
-        self._convert(file, file.path, True, "")
-        return self._name_of(file.path)
+        return self._wrote(lambda: actions.repair(self.library, file, overwrite=overwrite).path)
 
-    def _convert(self, file: HypernetFile, target: str, overwrite: bool, hint: str) -> None:
+    def create(self, name: str, *, file_format: str = "pt", overwrite: bool = False, **options: Any) -> str:
+        """Create a hypernetwork in the folder with A1111's options and name rules; returns its name."""
+        return self._wrote(lambda: actions.create(self.library, name, file_format=file_format, overwrite=overwrite,
+                                                  **options)[0])
+
+    def _wrote(self, write: Callable[[], str]) -> str:
+        """Run ``write`` (which returns the path written), then rescan and save the caches (also after a failure:
+        a refused write may have hashed the source); returns the written file's name."""
         try:
-            convert_file(file.path, target, overwrite=overwrite, overwrite_hint=hint,
-                         loaded=self.library.get(file), source_sha256=self.library.sha256(file))
+            path = write()
         finally:
             self.refresh()
             self.save_caches()
-
-    def create(self, name: str, *, file_format: str = "pt", overwrite: bool = False, **options: Any) -> str:
-        """Create a hypernetwork in the folder with A1111's options (the CLI's name rules); returns its name."""
-        from ..cli import commands as cli  # the name rules and checks of ``hypernet create``
-
-        if not self.library.root:
-            raise ActionError("no hypernetwork folder is set")
-        try:
-            path, _ = cli.create_file(name, out=self.library.root, file_format=file_format, force=overwrite, **options)
-        except cli.UsageError as exc:
-            raise ActionError(str(exc)) from exc
-        except HypernetFileError as exc:
-            if "already exists" in exc.reason:
-                raise ActionError(f"{exc.path} already exists: tick 'Overwrite' to replace it") from exc
-            raise
-        self.refresh()
-        self.save_caches()
         return self._name_of(path)
 
     def _name_of(self, path: str) -> str:

@@ -16,9 +16,9 @@ from typing import Any
 
 import gradio as gr
 
-from ..errors import HypernetError
+from ..errors import HypernetError, HypernetExistsError
 from ..library.description import FileDescription, checkpoint_label, file_label
-from ..library.source import ActionError, LibrarySource
+from ..library.source import LibrarySource
 from ..library.text import entry_names, human_size, structure_text, yes_no
 from ..model.activations import creatable_activations
 from ..model.create import WEIGHT_INITIALIZATIONS
@@ -144,7 +144,7 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
-        raise ActionError(f"other widths must be whole numbers separated by commas, e.g. 32, 64; got {text!r}") from None
+        raise HypernetError(f"other widths must be whole numbers separated by commas, e.g. 32, 64; got {text!r}") from None
 
 
 @dataclass
@@ -275,13 +275,14 @@ class LibraryPanel:
         return self.detail(view.selected), view.selected
 
     def _act(self, action: Callable[[], str], done: Callable[[str], str], query: str, sort: str, descending: bool,
-             selected: str | None) -> tuple[Any, ...]:
+             selected: str | None, *, confirm: str = "replace it") -> tuple[Any, ...]:
+        """Run a writing action and show the view after it; ``confirm`` ends the hint when the target exists."""
         try:
             new_name = action()
             message = done(new_name)
             selected = new_name
-        except ActionError as exc:
-            message = f"⚠ {exc}"
+        except HypernetExistsError as exc:
+            message = f"⚠ {exc}; tick 'Overwrite' to {confirm}"
         except HypernetError as exc:
             message = f"⚠ {exc}"
         except Exception as exc:  # a panel action reports, it never breaks the page
@@ -298,7 +299,7 @@ class LibraryPanel:
     def on_repair(self, name: str | None, overwrite: bool, query: str, sort: str, descending: bool) -> tuple[Any, ...]:
         return self._act(lambda: self.source.repair(name, overwrite=bool(overwrite)),
                          lambda new: f"Re-wrote {new} in the legacy .pt format every A1111 loads (weights bit-identical).",
-                         query, sort, descending, name)
+                         query, sort, descending, name, confirm="confirm")
 
     def on_create(
         self, name: str, sizes: list[str], other_sizes: str, layer_structure: str, activation: str, init: str,
@@ -309,7 +310,7 @@ class LibraryPanel:
         def create() -> str:
             widths = sorted({int(s) for s in sizes or []} | set(_int_list(other_sizes or "")))
             if not widths:
-                raise ActionError("choose at least one module width (768 for SD1's text context)")
+                raise HypernetError("choose at least one module width (768 for SD1's text context)")
             return self.source.create(
                 name or "", file_format=file_format or "pt", overwrite=bool(overwrite), sizes=widths,
                 layer_structure=layer_structure or "1, 2, 1", activation_func=activation or "linear",

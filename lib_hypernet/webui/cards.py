@@ -21,7 +21,7 @@ from modules import shared, ui_extra_networks
 from modules.ui_extra_networks_user_metadata import UserMetadataEditor
 
 from lib_hypernet.errors import HypernetError
-from lib_hypernet.formats.fileio import atomic_write
+from lib_hypernet.library.actions import library_folder, write_file
 from lib_hypernet.library.facts import FileFacts
 from lib_hypernet.library.folder import is_pending
 from lib_hypernet.model.family import SdVersion, fits
@@ -175,14 +175,15 @@ class HypernetUserMetadataEditor(UserMetadataEditor):
         return ""
 
     def write_user_metadata(self, name: str, metadata: dict[str, Any]) -> None:
-        """Like A1111's, but atomic (a crash never leaves half a ``.json``)."""
+        """Like A1111's, but under the library's write policy: atomic (a crash never leaves half a ``.json``)
+        and inside the hypernetwork folder (never through a linked sub-folder to another place)."""
         item = self.page.items.get(name, {})
         filename = item.get("filename")
         if not filename:
             return
         path = os.path.splitext(filename)[0] + ".json"
         data = json.dumps(metadata, indent=4, ensure_ascii=False).encode("utf-8")
-        atomic_write(path, lambda f: f.write(data))
+        write_file(path, lambda f: f.write(data), overwrite=True, inside=library_folder(self.page.extension.library))
         lister = getattr(self.page, "lister", None)
         if lister is not None and hasattr(lister, "update_file_entry"):
             lister.update_file_entry(path)

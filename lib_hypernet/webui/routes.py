@@ -29,7 +29,7 @@ from modules import shared
 from pydantic import BaseModel
 
 import lib_hypernet
-from lib_hypernet.errors import HypernetNotFoundError, shorten
+from lib_hypernet.errors import HypernetExistsError, HypernetNotFoundError, shorten
 
 if TYPE_CHECKING:
     from .extension import HypernetExtension
@@ -126,6 +126,9 @@ def add_routes(app: Any, extension: HypernetExtension) -> None:
             return fn(*args, **kwargs)
         except HypernetNotFoundError as exc:
             raise HTTPException(status_code=404, detail=shorten(str(exc), 2000)) from exc
+        except HypernetExistsError as exc:
+            detail = f"{shorten(str(exc), 2000)}; pass \"overwrite\": true to replace it"
+            raise HTTPException(status_code=409, detail=detail) from exc
         except lib_hypernet.HypernetError as exc:
             raise HTTPException(status_code=400, detail=shorten(str(exc), 2000)) from exc
         except HTTPException:
