@@ -134,7 +134,7 @@ def test_prompt_and_rows_stay_in_sync_in_chromium(webui_page, page, tmp_path: Pa
     assert anime.startswith("anime [") and anime.endswith(" · SD1]")
     assert extension.library.hash_cache.get(extension.library.files["anime"].path)[:10] in anime
 
-    page.click("#txt2img_script_hypernetworks_panel .label-wrap")  # open the accordion (collapsed by default)
+    page.click("#script_txt2img_hypernetworks_panel .label-wrap")  # open the accordion (collapsed by default)
     page.wait_for_function(f"() => document.querySelector('{_name(0)}').offsetParent !== null")
 
     # prompt → rows: typing shows the tags in order; an unknown file and more tags than rows are flagged
@@ -177,7 +177,7 @@ def test_prompt_and_rows_stay_in_sync_in_chromium(webui_page, page, tmp_path: Pa
     page.evaluate("() => document.querySelector('#txt2img_prompt textarea').scrollIntoView()")
 
     shot = tmp_path / "accordion.png"
-    page.locator("#txt2img_script_hypernetworks_panel").screenshot(path=str(shot))
+    page.locator("#script_txt2img_hypernetworks_panel").screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
     if os.environ.get("HYPERNET_SCREENSHOT_DIR"):
         shutil.copyfile(shot, Path(os.environ["HYPERNET_SCREENSHOT_DIR"]) / "accordion.png")
