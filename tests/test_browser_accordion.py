@@ -183,6 +183,6 @@ def test_prompt_and_rows_stay_in_sync_in_chromium(webui_page, page, tmp_path: Pa
 
 def test_an_uncaught_page_error_fails_the_browser_test() -> None:
     # gradio reports a bad event result only as a page error; every browser test must notice one
-    with pytest.raises(AssertionError, match="reading .props."), chromium_page(400, 300) as page:
+    with pytest.raises(AssertionError, match=r"reading .props."), chromium_page(400, 300) as page:
         page.set_content("<script>const component = undefined; component.props;</script><p>after</p>")
         page.wait_for_function("() => document.readyState === 'complete'")
