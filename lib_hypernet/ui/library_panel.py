@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from ..activations import creatable_activations
-from ..description import FileDescription
+from ..description import FileDescription, by_width
 from ..errors import HypernetError
 from ..hypernetwork import WEIGHT_INITIALIZATIONS
 from ..tags import format_tag
@@ -131,7 +131,7 @@ def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> s
             ("SD version", desc.sd_version or "unknown (no Stable Diffusion attention width)"),
             ("widths", ", ".join(map(str, desc.widths))),
             ("layer structure", _numbers(desc.layer_structure)),
-            ("modules", "<br>".join(e(f"{w}: {' → '.join(names)}") for w, names in desc.modules.items())),
+            ("modules", "<br>".join(e(f"{w}: {' → '.join(names)}") for w, names in by_width(desc.modules))),
             ("parameters", f"{desc.param_count:,}" if desc.param_count is not None else "?"),
             ("activation", str(desc.activation_func)),
             ("layer norm", _yes(desc.is_layer_norm)),
