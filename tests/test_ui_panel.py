@@ -18,7 +18,7 @@ from lib_hypernet.examples import EXAMPLES, make_examples
 from lib_hypernet.library import HypernetLibrary
 from lib_hypernet.ui import COLUMNS, LibraryPanel, LibrarySource, SendTarget, build_library_panel, compat
 from lib_hypernet.ui.__main__ import main
-from lib_hypernet.ui.library_panel import matches, row_of
+from lib_hypernet.ui.library_panel import choice_label, matches, row_of
 from lib_hypernet.ui.standalone import build_app, make_source
 
 FIXTURES = ("act_relu.pt", "dims_24_32_48_meta.pt", "legacy_novelai.pt", "optim_fresh_a.pt", "optim_fresh_a.pt.optim")
@@ -170,6 +170,9 @@ def test_unsafe_and_broken_files_are_listed_not_fatal(folder: Path, tmp_path: Pa
     message = panel.on_convert("evil", False, "", "name", False)[-1]
     assert message.startswith("⚠") and not (folder / "evil.safetensors").exists()
     assert not marker.exists()
+    descs = {d.name: d for d in panel.source.descriptions()}
+    assert choice_label(descs["broken"]) == "broken ⚠ broken" and choice_label(descs["evil"]).endswith(" ⚠ broken")
+    assert "⚠" not in choice_label(descs["act_relu"])
 
 
 # --------------------------------------------------------------------- actions
