@@ -66,6 +66,8 @@ def webui_page(tmp_path: Path):
         for name, kwargs in FILES:
             folder, _, stem = name.rpartition("/")
             wu.write_hn(stem, subdir=folder, **kwargs)
+        cut = Path(wu.write_hn("cut", seed=4))
+        cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # a truncated file
         wu.start()
         extension = wu.extension()
         extension.facts.stop()
@@ -179,6 +181,47 @@ def test_prompt_and_rows_stay_in_sync_in_chromium(webui_page, page, tmp_path: Pa
     assert shot.stat().st_size > 10_000
     if os.environ.get("HYPERNET_SCREENSHOT_DIR"):
         shutil.copyfile(shot, Path(os.environ["HYPERNET_SCREENSHOT_DIR"]) / "accordion.png")
+
+
+# The accordion's width beside the prompt in A1111 1.10.1 at a 1400 px window (its settings column).
+A1111_COLUMN_CSS = "#txt2img_settings { max-width: 632px; }"
+MEASURE_ROWS = """(prefix) => {
+    const box = (s) => { const e = document.querySelector(s); if (!e) return null;
+                         const r = e.getBoundingClientRect(); return {x: r.x, width: r.width, height: r.height}; };
+    const rows = [0, 1, 2].map((i) => ({name: box(`${prefix}_name_${i}`),
+                                         slider: box(`${prefix}_strength_${i} input[type=range]`)}));
+    const labels = ["self", "cross", "start", "stop"].map((k) => {
+        const span = document.querySelector(`${prefix}_${k}_0 [data-testid=block-info]`);
+        return {key: k, height: span.getBoundingClientRect().height, line: parseFloat(getComputedStyle(span).lineHeight)};
+    });
+    return {rows, labels};
+}"""
+
+
+def test_rows_line_up_and_advanced_labels_fit_one_line(webui_page, page) -> None:
+    page.goto(webui_page)
+    page.wait_for_function("() => !!window.sdHypernet && !!document.querySelector('#txt2img_sd_hypernet_rows')")
+    page.add_style_tag(path=str(ROOT / "style.css"))
+    page.add_style_tag(content=A1111_COLUMN_CSS)
+    page.click("#script_txt2img_hypernetworks_panel .label-wrap")
+    page.click(f"{P}_advanced_0 .label-wrap")
+    page.wait_for_function(f"() => document.querySelector('{_number('stop', 0)}').offsetParent !== null")
+    measured = page.evaluate(MEASURE_ROWS, P)
+    first = measured["rows"][0]
+    assert first["slider"]["width"] > 100
+    for row in measured["rows"][1:]:  # row 1 has the refresh button, the others do not
+        assert abs(row["slider"]["x"] - first["slider"]["x"]) < 1, measured["rows"]
+        assert abs(row["slider"]["width"] - first["slider"]["width"]) < 1, measured["rows"]
+        assert abs(row["name"]["width"] - first["name"]["width"]) < 1, measured["rows"]
+    for label in measured["labels"]:
+        assert label["height"] < 1.5 * label["line"], measured["labels"]  # one line each
+
+    # a truncated file says so in the list, and choosing it writes its tag like any other
+    labels = json.loads(page.evaluate(f"() => document.querySelector('{P}_config textarea').value"))["labels"]
+    assert labels["cut"].endswith(" ⚠ broken")
+    _choose(page, 1, labels["cut"])
+    _wait_prompt(page, "<hypernet:cut:1>")
+    _wait_value(page, _name(0), labels["cut"])
 
 
 def test_an_uncaught_page_error_fails_the_browser_test() -> None:
