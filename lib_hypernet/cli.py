@@ -21,7 +21,7 @@ import torch
 from . import __version__
 from .activations import creatable_activations
 from .convert import PROBE_SHAPE, convert_file, probe_outputs
-from .description import describe_file
+from .description import by_width, describe_file
 from .errors import HypernetError, HypernetFileError
 from .formats.safe_unpickle import a1111_zip_entries_rejected
 from .hashing import (
@@ -180,7 +180,7 @@ def render_info(entry: dict[str, Any]) -> str:
             ("widths", ", ".join(str(w) for w in entry["widths"])),
             ("SD version", entry["sd_version"] or "unknown (no Stable Diffusion attention width)"),
             ("layer structure", _structure(entry["layer_structure"])),
-            ("modules", [f"{width}: {arrow.join(names)}" for width, names in entry["modules"].items()]),
+            ("modules", [f"{width}: {arrow.join(names)}" for width, names in by_width(entry["modules"])]),
             ("parameters", f"{entry['param_count']:,} (k and v modules of all widths)"),
             ("activation", _activation_text(entry["activation_func"])),
             ("layer norm", _yes(entry["is_layer_norm"])),

@@ -16,7 +16,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -39,6 +39,8 @@ MODEL_WIDTHS = {"SD1": (768, 320, 640, 1280), "SD2": (1024, 320, 640, 1280), "SD
 
 CONVERT_WARNING = "A1111 cannot load this .pt: convert it"
 
+V = TypeVar("V")
+
 
 def sd_version_of_widths(widths: Sequence[int]) -> str | None:
     """``"SD1"``/``"SD2"``/``"SDXL"`` from the text-context width; ``"SD1/SDXL"`` for self-attention widths only.
@@ -51,6 +53,19 @@ def sd_version_of_widths(widths: Sequence[int]) -> str | None:
     if any(w in SELF_ATTENTION_WIDTHS for w in widths):
         return "SD1/SDXL"
     return None
+
+
+def by_width(per_width: dict[str, V]) -> list[tuple[str, V]]:
+    """``(width, value)`` pairs in numeric width order (``320, 640, 768, 1280``).
+
+    The per-width dicts have string keys (JSON), which the persisted caches sort as strings
+    (``1280, 320, …``); every display goes through here instead of trusting the dict's order.
+    """
+    def key(item: tuple[str, V]) -> tuple[int, int, str]:
+        width = item[0]
+        return (0, int(width), width) if width.isdigit() else (1, 0, width)
+
+    return sorted(per_width.items(), key=key)
 
 
 @dataclass(frozen=True)
@@ -127,7 +142,10 @@ class FileDescription:
         if not isinstance(data, dict) or not isinstance(data.get("path"), str):
             raise TypeError("not a file description")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        desc = cls(**{k: v for k, v in data.items() if k in names})
+        if isinstance(desc.modules, dict) and isinstance(desc.module_widths, dict):
+            desc.modules, desc.module_widths = dict(by_width(desc.modules)), dict(by_width(desc.module_widths))
+        return desc
 
     def copy(self, **changes: Any) -> FileDescription:
         return dataclasses.replace(self, **changes)

@@ -30,11 +30,21 @@ def sd_version(widths: Iterable[int]) -> str | None:
     return "SD1/SDXL" if any(w in SELF_ATTENTION_WIDTHS for w in widths) else None
 
 
+BROKEN = "⚠ broken"
+"""Added to the label of a file that cannot be loaded (truncated, corrupt, refused), as the tab says "error"."""
+
+
 @dataclass(frozen=True)
 class Facts:
     shorthash: str | None
     sd_version: str | None
     summary: dict[str, Any] | None  # JSON-plain, None until read
+
+    @property
+    def error(self) -> str | None:
+        """Why the file cannot be used (None when it loads, or before it was read)."""
+        error = (self.summary or {}).get("error")
+        return str(error) if error else None
 
 
 class FileFacts:
@@ -75,10 +85,11 @@ class FileFacts:
         return Facts(desc.shorthash, version, summary)
 
     def label(self, file: HypernetFile) -> str:
-        """``name [0123456789 · SD1]`` (the parts that are known)."""
+        """``name [0123456789 · SD1]`` (the parts that are known), ``… ⚠ broken`` for a file that cannot load."""
         facts = self.get(file)
         extra = " · ".join(x for x in (facts.shorthash, facts.sd_version) if x)
-        return f"{file.name} [{extra}]" if extra else file.name
+        label = f"{file.name} [{extra}]" if extra else file.name
+        return f"{label} {BROKEN}" if facts.error else label
 
     def compute(self, file: HypernetFile) -> Facts:
         """Read the summary and hash the file now (in the calling thread)."""

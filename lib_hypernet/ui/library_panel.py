@@ -17,11 +17,12 @@ from typing import Any
 import gradio as gr
 
 from ..activations import creatable_activations
-from ..description import FileDescription
+from ..description import FileDescription, by_width
 from ..errors import HypernetError
 from ..hypernetwork import WEIGHT_INITIALIZATIONS
 from ..tags import format_tag
 from . import compat
+from .file_facts import BROKEN
 from .source import ActionError, LibrarySource
 
 log = logging.getLogger(__name__)
@@ -107,17 +108,17 @@ def matches(desc: FileDescription, query: str) -> bool:
 
 
 def choice_label(desc: FileDescription) -> str:
-    """``name [shorthash] SD1`` (gradio 4 shows it; gradio 3 shows names only)."""
-    extras = [f"[{desc.shorthash}]" if desc.shorthash else "", desc.sd_version or ""]
+    """``name [shorthash] SD1``, ``… ⚠ broken`` for a file that cannot load (gradio 4 shows it; gradio 3 names only)."""
+    extras = [f"[{desc.shorthash}]" if desc.shorthash else "", desc.sd_version or "", BROKEN if desc.error else ""]
     return " ".join([desc.name, *(e for e in extras if e)])
 
 
-def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> str:
-    """The detail view: every fact about the file, its optional info, the ``.optim`` verdict, warnings."""
-    if desc is None:
-        return "<p class='hypernet-lib-empty'>Select a file in the table or the list.</p>"
-    e = html.escape
-    rows: list[tuple[str, str]] = [("name", desc.name), ("relative path", desc.relpath), ("path", desc.path)]
+def detail_fields(desc: FileDescription) -> list[tuple[str, str | list[str]]]:
+    """The facts the detail shows, as ``(label, text)`` (a list of lines for the modules), in display order.
+
+    The tab's detail and the Extra Networks card's ⓘ popup both show these, so the two never disagree.
+    """
+    rows: list[tuple[str, str | list[str]]] = [("name", desc.name), ("relative path", desc.relpath), ("path", desc.path)]
     if desc.internal_name is not None and desc.internal_name != desc.name:
         rows.append(("internal name", desc.internal_name))
     rows += [("format", f"{desc.format or '?'}{f' ({desc.container})' if desc.container else ''}"),
@@ -129,9 +130,9 @@ def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> s
     if desc.ok:
         rows += [
             ("SD version", desc.sd_version or "unknown (no Stable Diffusion attention width)"),
-            ("widths", ", ".join(map(str, desc.widths))),
+            ("widths", ", ".join(map(str, sorted(desc.widths)))),
             ("layer structure", _numbers(desc.layer_structure)),
-            ("modules", "<br>".join(e(f"{w}: {' → '.join(names)}") for w, names in desc.modules.items())),
+            ("modules", [f"{w}: {' → '.join(names)}" for w, names in by_width(desc.modules)]),
             ("parameters", f"{desc.param_count:,}" if desc.param_count is not None else "?"),
             ("activation", str(desc.activation_func)),
             ("layer norm", _yes(desc.is_layer_norm)),
@@ -150,9 +151,17 @@ def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> s
              ("short hash", desc.shorthash or "not computed yet")]
     if desc.optim is not None:
         rows.append((".optim", f"{desc.optim['status']}: {desc.optim['reason']}"))
-    keep_html = {"modules"}
+    return rows
+
+
+def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> str:
+    """The detail view: every fact about the file, its optional info, the ``.optim`` verdict, warnings."""
+    if desc is None:
+        return "<p class='hypernet-lib-empty'>Select a file in the table or the list.</p>"
+    e = html.escape
     body = "".join(
-        f"<tr><th>{e(k)}</th><td data-key='{e(k)}'>{v if k in keep_html else e(v)}</td></tr>" for k, v in rows
+        f"<tr><th>{e(k)}</th><td data-key='{e(k)}'>{'<br>'.join(map(e, v)) if isinstance(v, list) else e(v)}</td></tr>"
+        for k, v in detail_fields(desc)
     )
     parts = [f"<table class='hypernet-lib-detail'>{body}</table>"]
     if desc.error:

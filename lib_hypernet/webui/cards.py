@@ -20,11 +20,14 @@ import gradio as gr
 from modules import shared, ui_extra_networks
 from modules.ui_extra_networks_user_metadata import UserMetadataEditor
 
+from lib_hypernet.description import FileDescription
 from lib_hypernet.errors import HypernetError
 from lib_hypernet.fileio import atomic_write
+from lib_hypernet.library import HypernetFile
 from lib_hypernet.prompt_tags import format_number, parse_number
 from lib_hypernet.ui import compat
-from lib_hypernet.ui.file_facts import FileFacts
+from lib_hypernet.ui.file_facts import BROKEN, FileFacts
+from lib_hypernet.ui.library_panel import detail_fields
 
 from . import settings
 from .extension import HypernetExtension
@@ -35,6 +38,7 @@ PAGE_TITLE = "Hypernetworks"
 SHOW_ALL_OPTION = "hypernet_cards_show_all"
 SD_VERSIONS = ("Unknown", "SD1", "SD2", "SDXL")
 PREFERRED_WEIGHT = "preferred weight"
+BROKEN_KEY = "hypernet_broken"  # the item's reason it cannot load, kept for card refreshes
 
 
 def register_settings() -> None:
@@ -82,6 +86,36 @@ def preferred_weight(user_metadata: dict[str, Any]) -> float | None:
     return parse_number(str(value))
 
 
+def card_metadata(file: HypernetFile, summary: dict[str, Any] | None) -> dict[str, str]:
+    """The ⓘ popup: the tab's detail fields (:func:`~lib_hypernet.ui.library_panel.detail_fields`) as text.
+
+    A1111 shows this dict as a key/value table after flattening nested values into blank parent rows,
+    so every value is one string; a file not read yet shows what the folder scan knows.
+    """
+    try:
+        desc = FileDescription.from_json(summary) if summary else None
+    except TypeError:  # only an error (the file could not be described at all): what the scan knows
+        desc = None
+    if desc is None:
+        error = (summary or {}).get("error")
+        desc = FileDescription(path=file.path, format=file.format, size=file.size, mtime_ns=file.mtime_ns,
+                               error=str(error) if error else None)
+    desc = desc.copy(name=file.name, relpath=file.relpath)
+    fields = {label: "; ".join(value) if isinstance(value, list) else value for label, value in detail_fields(desc)}
+    if summary is None:
+        fields["details"] = "being read; refresh to see them"
+    if desc.error:
+        fields["error"] = desc.error
+    if desc.warnings:
+        fields["warnings"] = "; ".join(desc.warnings)
+    return fields
+
+
+def broken_reason(error: str, path: str) -> str:
+    """The error without the file's path in front (the card already is that file)."""
+    return error[len(path) + 2:] if error.startswith(f"{path}: ") else error
+
+
 class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
     """The "Hypernetworks" cards: ``.pt`` and ``.safetensors`` files of the extension's library."""
 
@@ -116,8 +150,6 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
             return None
         path = os.path.splitext(file.path)[0]
         facts = self.facts.get(file)
-        summary = facts.summary or {"name": file.name, "relpath": file.relpath, "format": file.format,
-                                    "size": file.size, "note": "details are being read; refresh to see them"}
         item: dict[str, Any] = {
             "name": name,
             "filename": file.path,
@@ -125,10 +157,12 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
             "preview": self.find_preview(path),
             "description": self.find_description(path),
             "local_preview": f"{path}.preview.{shared.opts.samples_format}",
-            "metadata": dict(summary),
+            "metadata": card_metadata(file, facts.summary),
             "sort_keys": {"default": index, **self.get_sort_keys(file.path)},
             "sd_version": facts.sd_version or "Unknown",
         }
+        if facts.error:
+            item[BROKEN_KEY] = broken_reason(facts.error, file.path)
         self.read_user_metadata(item)
         found = item.get("user_metadata")
         user: dict[str, Any] = found if isinstance(found, dict) else {}  # a .json that is not an object counts as none
@@ -136,7 +170,7 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
         if user.get("sd version") in SD_VERSIONS[1:]:
             item["sd_version"] = user["sd version"]
         terms = [self.search_terms_from_path(file.path), name, file.relpath, facts.shorthash, item["sd_version"],
-                 user.get("notes")]
+                 user.get("notes"), "broken" if facts.error else None]
         sha256 = self.extension.library.hash_cache.get(file.path)
         terms.append(sha256)
         item["search_terms"] = [html.escape(str(t)) for t in terms if t]
@@ -149,6 +183,15 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
         if enable_filter and not getattr(shared.opts, SHOW_ALL_OPTION, False) and not fits(item["sd_version"], model_family()):
             return None
         return item
+
+    def read_user_metadata(self, item: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        """The webui's, then the broken-file marker again: the webui calls this after ``create_item`` when it
+        refreshes one card (the edit dialog's Save), and a user description would replace the marker."""
+        super().read_user_metadata(item, *args, **kwargs)
+        reason = item.get(BROKEN_KEY)
+        description = str(item.get("description") or "")
+        if reason and not description.startswith(f"{BROKEN}: "):  # on the card: its tag would only fail under the image
+            item["description"] = f"{BROKEN}: {reason}" + (f" — {description}" if description else "")
 
     @staticmethod
     def default_weight_js() -> str:
