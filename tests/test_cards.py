@@ -7,6 +7,7 @@ import html
 import importlib
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -97,9 +98,9 @@ def test_hashes_and_metadata_come_from_cache_and_the_background(app, monkeypatch
     digest = extension.library.hash_cache.get(item["filename"])
     assert item["shorthash"] == digest[:10] and digest in item["search_terms"]
     assert item["sd_version"] == "SD1"
-    assert item["metadata"]["widths"] == list(wu.SD1_TINY_WIDTHS)
+    assert item["metadata"]["widths"] == ", ".join(map(str, wu.SD1_TINY_WIDTHS))
     body = ui_extra_networks.get_metadata("hypernetworks", "anime")
-    assert json.loads(body["metadata"])["layer_structure"] == [1, 0.25, 1]  # JSON-plain
+    assert json.loads(body["metadata"])["layer structure"] == "1, 0.25, 1"
 
 
 def test_the_background_thread_hashes_missing_files(app):
@@ -112,17 +113,52 @@ def test_the_background_thread_hashes_missing_files(app):
         assert extension.facts.get(file).shorthash
 
 
-def test_a_broken_file_is_a_card_that_says_so(app):
+def _broken_files() -> None:
+    """An invalid file and a truncated one (the first half of a good file), described in the foreground."""
     (Path(wu.hn_dir()) / "broken.pt").write_bytes(b"not a torch file")
+    good = Path(wu.write_hn("cut", seed=9))
+    good.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     extension = wu.extension()
     extension.refresh()
     extension.facts.stop()
     extension.facts.compute_missing(background=False)
+
+
+def test_a_broken_file_is_a_card_that_says_so(app):
+    _broken_files()
+    (Path(wu.hn_dir()) / "cut.txt").write_text("my style", encoding="utf-8")
     page = _page()
-    page.create_html("txt2img")
-    assert "broken" in page.items and "error" in page.items["broken"]["metadata"]
-    assert "anime" in page.items
+    html_text = page.create_html("txt2img")
+    assert "anime" in page.items and not page.items["anime"]["description"]
+    for name in ("broken", "cut"):
+        item = page.items[name]
+        assert item["metadata"]["error"] and item["description"].startswith("⚠ broken: ")
+        assert wu.hn_dir() not in item["description"]  # the reason, without the card's own path
+        assert "broken" in item["search_terms"]
+    assert page.items["cut"]["description"].endswith(" — my style")  # the user's description stays
+    assert html_text.count("<span class=\"description\">⚠ broken: ") == 2
+    (Path(wu.hn_dir()) / "cut.json").write_text(json.dumps({"description": "edited"}), encoding="utf-8")
+    refreshed = ui_extra_networks.get_single_card("hypernetworks", "txt2img", "cut")  # after the dialog's Save
+    assert refreshed["description"].startswith("⚠ broken: ") and refreshed["description"].endswith(" — edited")
     assert errors.records == []
+
+
+def test_the_info_popup_shows_the_tabs_fields(app):
+    from lib_hypernet.ui.library_panel import detail_html
+
+    extension = wu.extension()
+    extension.facts.stop()
+    extension.facts.compute_missing(background=False)
+    _page().create_html("txt2img")
+    shown = json.loads(ui_extra_networks.get_metadata("hypernetworks", "anime")["metadata"])
+    file = extension.library.files["anime"]
+    desc = extension.facts.get(file)
+    tab_labels = [html.unescape(label) for label in re.findall(r"<th>(.*?)</th>", detail_html(desc))]
+    assert list(shown) == tab_labels  # the tab's labels, in its order
+    assert all(isinstance(v, str) and v for v in shown.values())  # A1111 turns lists into blank rows
+    assert not {"mtime_ns", "error", "module_widths", "ok"} & set(shown)
+    assert shown["widths"] == "32, 64, 768" and shown["SD version"] == "SD1"
+    assert [m.split(":")[0] for m in shown["modules"].split("; ")] == ["32", "64", "768"]
 
 
 def _page_with_facts() -> cards.HypernetCardsPage:
@@ -256,4 +292,4 @@ def test_labels_and_cards_use_the_librarys_cached_descriptions(app, monkeypatch)
     desc = extension.facts.get(anime)
     assert desc.sd_version == "SD1" and desc.widths == list(wu.SD1_TINY_WIDTHS)
     item = _page().create_item("anime")
-    assert item["sd_version"] == "SD1" and item["metadata"]["layer_structure"] == [1, 0.25, 1]
+    assert item["sd_version"] == "SD1" and item["metadata"]["layer structure"] == "1, 0.25, 1"

@@ -653,3 +653,12 @@ def test_fix_hint_runs_as_written(capsys: pytest.CaptureFixture[str], fixtures_d
                             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert a1111_safe_check(path) == "ok"
+
+
+def test_info_shows_modules_in_numeric_width_order(tmp_path: Path) -> None:
+    path = tmp_path / "sd1.pt"
+    lib_hypernet.create("sd1", sizes=(768, 320, 640, 1280), layer_structure=[1, 0.01, 1], seed=1).save(path)
+    entry = json.loads(json.dumps(cli.inspect_file(str(path)), sort_keys=True))  # as a cache or the API may hand it over
+    text = cli.render_info(entry)
+    widths = [line.split(":")[-2].split()[-1] for line in text.splitlines() if "Linear(" in line]
+    assert widths == ["320", "640", "768", "1280"], text

@@ -277,3 +277,17 @@ def test_service_list_and_info_use_the_description(fixtures_dir: Path, tmp_path:
     info = service.info("act_relu")
     assert info["tag"] == "<hypernet:act_relu:1>" and info["relpath"] == "act_relu.pt"
     assert set(info) - {"tag"} == set(describe_file(folder / "act_relu.pt").to_json())
+
+
+def test_widths_come_back_in_numeric_order_from_the_persisted_cache(tmp_path: Path) -> None:
+    path = tmp_path / "sd1.pt"
+    lib_hypernet.create("sd1", sizes=(768, 320, 640, 1280), layer_structure=[1, 0.01, 1], seed=1).save(path)
+    cache = DescriptionCache()
+    cache.put(describe_file(path))
+    cache.save(tmp_path / "summaries.json")  # JSON with sorted keys: "1280" < "320"
+    st = path.stat()
+    again = DescriptionCache.load(tmp_path / "summaries.json").get(path, st.st_size, st.st_mtime_ns)
+    assert again is not None
+    assert list(again.modules) == list(again.module_widths) == ["320", "640", "768", "1280"]
+    assert description.by_width({"1280": "a", "320": "b", "64": "c", "x": "d"}) == [
+        ("64", "c"), ("320", "b"), ("1280", "a"), ("x", "d")]

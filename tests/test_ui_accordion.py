@@ -146,6 +146,23 @@ def test_labels_show_short_hash_and_sd_version_once_computed(app):
     demo.close()
 
 
+def test_broken_files_are_labelled_as_such(app):
+    from pathlib import Path
+
+    (Path(wu.hn_dir()) / "invalid.pt").write_bytes(b"not a torch file")
+    cut = Path(wu.write_hn("cut", seed=9))
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])  # truncated
+    extension = wu.extension()
+    extension.refresh()
+    extension.facts.compute_missing(background=False)
+    demo = webui_ui.build()
+    labels = json.loads(_script().panel.rows.config.value)["labels"]
+    assert labels["invalid"].endswith(" ⚠ broken") and labels["cut"].endswith(" ⚠ broken")
+    assert "⚠" not in labels["anime"]
+    assert labels["cut"] in _script().panel.rows.dropdowns[0].choices
+    demo.close()
+
+
 def test_refresh_finds_new_files_and_updates_the_labels(app):
     demo = webui_ui.build()
     panel = _script().panel.rows

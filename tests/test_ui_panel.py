@@ -175,6 +175,9 @@ def test_unsafe_and_broken_files_are_listed_not_fatal(folder: Path, tmp_path: Pa
     message = panel.on_convert("evil", False, "", "name", False)[-1]
     assert message.startswith("⚠") and not (folder / "evil.safetensors").exists()
     assert not marker.exists()
+    descs = {d.name: d for d in panel.source.descriptions()}
+    assert descs["broken"].label() == "broken ⚠ broken" and descs["evil"].label().endswith(" ⚠ broken")
+    assert "⚠" not in descs["act_relu"].label()
 
 
 # --------------------------------------------------------------------- actions
@@ -455,3 +458,22 @@ def test_bench_library_runs(capsys) -> None:
     out = capsys.readouterr().out
     for label in ("first scan", "restart (warm", "panel build", "panel fill", "compute every hash"):
         assert f"| {label}" in out, label
+
+
+def test_detail_lists_widths_in_numeric_order_after_a_restart(tmp_path: Path) -> None:
+    # A1111's default sizes; the persisted description cache sorts its JSON keys as strings (1280 first)
+    folder = tmp_path / "hypernetworks"
+    folder.mkdir()
+    lib_hypernet.create("sd1", sizes=(768, 320, 640, 1280), layer_structure=[1, 0.01, 1], seed=1).save(folder / "sd1.pt")
+    LibraryPanel(make_source(folder, tmp_path / "caches")).view()  # the first start writes the cache
+    restarted = make_source(folder, tmp_path / "caches")
+    html, _ = LibraryPanel(restarted).on_file("sd1", 0.8)
+    assert restarted.library.description_cache.get(*_stat(folder / "sd1.pt")) is not None  # read from the cache
+    modules = html.split("data-key='modules'>", 1)[1].split("</td>", 1)[0]
+    assert [line.split(":")[0] for line in modules.split("<br>")] == ["320", "640", "768", "1280"]
+    assert "<td data-key='widths'>320, 640, 768, 1280</td>" in html
+
+
+def _stat(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns

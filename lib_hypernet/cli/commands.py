@@ -20,7 +20,7 @@ from .. import __version__
 from ..errors import HypernetError, HypernetExistsError, HypernetFileError, InvalidNameError
 from ..formats.hashing import LEGACY_HASH_OF_SMALL_FILES, SHORTHASH_LENGTH, legacy_model_hash, sha256
 from ..library.actions import convert_file, create_file, verify_file
-from ..library.description import checkpoint_label, describe_file
+from ..library.description import by_width, checkpoint_label, describe_file
 from ..library.text import entry_names, human_size, structure_text, yes_no
 from ..model.activations import creatable_activations
 from ..model.create import WEIGHT_INITIALIZATIONS
@@ -140,7 +140,7 @@ def render_info(entry: dict[str, Any]) -> str:
             ("widths", ", ".join(str(w) for w in entry["widths"])),
             ("SD version", entry["sd_version"] or "unknown (no Stable Diffusion attention width)"),
             ("layer structure", structure_text(entry["layer_structure"])),
-            ("modules", [f"{width}: {arrow.join(names)}" for width, names in entry["modules"].items()]),
+            ("modules", [f"{width}: {arrow.join(names)}" for width, names in by_width(entry["modules"])]),
             ("parameters", f"{entry['param_count']:,} (k and v modules of all widths)"),
             ("activation", _activation_text(entry["activation_func"])),
             ("layer norm", yes_no(entry["is_layer_norm"])),

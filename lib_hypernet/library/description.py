@@ -18,7 +18,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -34,6 +34,21 @@ from ..model.module import layer_widths
 SCHEMA_VERSION = 1
 
 CONVERT_WARNING = "A1111 cannot load this .pt: convert it"
+
+V = TypeVar("V")
+
+
+def by_width(per_width: dict[str, V]) -> list[tuple[str, V]]:
+    """``(width, value)`` pairs in numeric width order (``320, 640, 768, 1280``).
+
+    The per-width dicts have string keys (JSON), which the persisted caches sort as strings
+    (``1280, 320, …``); every display goes through here instead of trusting the dict's order.
+    """
+    def key(item: tuple[str, V]) -> tuple[int, int, str]:
+        width = item[0]
+        return (0, int(width), width) if width.isdigit() else (1, 0, width)
+
+    return sorted(per_width.items(), key=key)
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,16 @@ def checkpoint_label(name: str | None, short: str | None) -> str:
     return name or (f"[{short}]" if short else "")
 
 
-def file_label(name: str, shorthash: str | None, sd_version: str | None) -> str:
-    """A file in a dropdown: ``name [0123456789 · SD1]`` (the parts that are known)."""
+BROKEN = "⚠ broken"
+"""Ends the label of a file that cannot be loaded (truncated, corrupt, refused), as the tab says "error"."""
+
+
+def file_label(name: str, shorthash: str | None, sd_version: str | None, broken: bool = False) -> str:
+    """A file in a dropdown: ``name [0123456789 · SD1]`` (the parts that are known), ``… ⚠ broken`` when it
+    cannot be loaded."""
     extra = " · ".join(x for x in (shorthash, sd_version) if x)
-    return f"{name} [{extra}]" if extra else name
+    label = f"{name} [{extra}]" if extra else name
+    return f"{label} {BROKEN}" if broken else label
 
 
 def checkpoint_mismatch(trained_hash: str | None, model_hash: str | None) -> bool:
@@ -146,7 +167,14 @@ class FileDescription:
         if not isinstance(data, dict) or not isinstance(data.get("path"), str):
             raise TypeError("not a file description")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        desc = cls(**{k: v for k, v in data.items() if k in names})
+        if isinstance(desc.modules, dict) and isinstance(desc.module_widths, dict):
+            desc.modules, desc.module_widths = dict(by_width(desc.modules)), dict(by_width(desc.module_widths))
+        return desc
+
+    def label(self) -> str:
+        """This file in a dropdown (:func:`file_label`): ``name [0123456789 · SD1]``, ``… ⚠ broken``."""
+        return file_label(self.name, self.shorthash, self.sd_version, broken=bool(self.error))
 
     def copy(self, **changes: Any) -> FileDescription:
         return dataclasses.replace(self, **changes)

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-from .description import FileDescription, file_label
+from .description import FileDescription
 from .folder import HypernetFile, HypernetLibrary
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class FileFacts:
     def label(self, file: HypernetFile) -> str:
         """``name [0123456789 · SD1]`` (the parts that are known)."""
         desc = self.get(file)
-        return file_label(file.name, desc.shorthash, desc.sd_version)
+        return desc.copy(name=file.name).label()
 
     def compute(self, file: HypernetFile) -> FileDescription:
         """Describe and hash the file now (in the calling thread), filling the library's caches."""

@@ -119,18 +119,18 @@ def build_rows(
                 ))
                 if i == 0:
                     panel.refresh = (refresh_button or _plain_refresh_button)(f"{elem_id}_refresh")
-            with gr.Accordion(f"Advanced {i + 1}: self/cross strength, steps", open=False,
-                              elem_id=f"{elem_id}_advanced_{i}", elem_classes=["sd-hypernet-advanced"]), gr.Row():
-                for key, label, low, high, value in (
-                    ("self", "Self-attention strength", -2.0, 2.0, default),
-                    ("cross", "Cross-attention strength", -2.0, 2.0, default),
-                    ("start", "Start at (fraction of steps)", 0.0, 1.0, 0.0),
-                    ("stop", "Stop at (fraction of steps)", 0.0, 1.0, 1.0),
-                ):
-                    panel.advanced[key].append(gr.Slider(
-                        minimum=low, maximum=high, step=0.05, value=value, label=f"{label} {i + 1}",
-                        elem_id=f"{elem_id}_{key}_{i}", elem_classes=[f"sd-hypernet-{key}"],
-                    ))
+            # Two sliders a line with short labels: four in a line wrapped their labels over three lines beside
+            # the prompt; the heading says what they mean.
+            with gr.Accordion(f"Advanced {i + 1}: self/cross strength, start/stop (fraction of steps)",
+                              open=False, elem_id=f"{elem_id}_advanced_{i}", elem_classes=["sd-hypernet-advanced"]):
+                for pair in ((("self", "Self-attention", -2.0, 2.0, default), ("cross", "Cross-attention", -2.0, 2.0, default)),
+                             (("start", "Start", 0.0, 1.0, 0.0), ("stop", "Stop", 0.0, 1.0, 1.0))):
+                    with gr.Row(elem_classes=["sd-hypernet-advanced-row"]):
+                        for key, label, low, high, value in pair:
+                            panel.advanced[key].append(gr.Slider(
+                                minimum=low, maximum=high, step=0.05, value=value, label=label,
+                                elem_id=f"{elem_id}_{key}_{i}", elem_classes=[f"sd-hypernet-{key}"],
+                            ))
         panel.status = gr.HTML("", elem_id=f"{elem_id}_status", elem_classes=["sd-hypernet-status"])
         panel.report = gr.HTML(source.report_html(), elem_id=f"{elem_id}_report", elem_classes=["sd-hypernet-report-box"])
     return panel

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from ..errors import HypernetError, HypernetExistsError
-from ..library.description import FileDescription, checkpoint_label, file_label
+from ..library.description import FileDescription, by_width, checkpoint_label
 from ..library.source import LibrarySource
 from ..library.text import entry_names, human_size, structure_text, yes_no
 from ..model.activations import creatable_activations
@@ -89,12 +89,12 @@ def matches(desc: FileDescription, query: str) -> bool:
     return all(word in haystack for word in words)
 
 
-def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> str:
-    """The detail view: every fact about the file, its optional info, the ``.optim`` verdict, warnings."""
-    if desc is None:
-        return "<p class='hypernet-lib-empty'>Select a file in the table or the list.</p>"
-    e = html.escape
-    rows: list[tuple[str, str]] = [("name", desc.name), ("relative path", desc.relpath), ("path", desc.path)]
+def detail_fields(desc: FileDescription) -> list[tuple[str, str | list[str]]]:
+    """The facts the detail shows, as ``(label, text)`` (a list of lines for the modules), in display order.
+
+    The tab's detail and the Extra Networks card's ⓘ popup both show these, so the two never disagree.
+    """
+    rows: list[tuple[str, str | list[str]]] = [("name", desc.name), ("relative path", desc.relpath), ("path", desc.path)]
     if desc.internal_name is not None and desc.internal_name != desc.name:
         rows.append(("internal name", desc.internal_name))
     rows += [("format", f"{desc.format or '?'}{f' ({desc.container})' if desc.container else ''}"),
@@ -106,9 +106,9 @@ def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> s
     if desc.ok:
         rows += [
             ("SD version", desc.sd_version or "unknown (no Stable Diffusion attention width)"),
-            ("widths", ", ".join(map(str, desc.widths))),
+            ("widths", ", ".join(map(str, sorted(desc.widths)))),
             ("layer structure", structure_text(desc.layer_structure)),
-            ("modules", "<br>".join(e(f"{w}: {' → '.join(names)}") for w, names in desc.modules.items())),
+            ("modules", [f"{w}: {' → '.join(names)}" for w, names in by_width(desc.modules)]),
             ("parameters", f"{desc.param_count:,}" if desc.param_count is not None else "?"),
             ("activation", str(desc.activation_func)),
             ("layer norm", yes_no(desc.is_layer_norm)),
@@ -127,9 +127,17 @@ def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> s
              ("short hash", desc.shorthash or "not computed yet")]
     if desc.optim is not None:
         rows.append((".optim", f"{desc.optim['status']}: {desc.optim['reason']}"))
-    keep_html = {"modules"}
+    return rows
+
+
+def detail_html(desc: FileDescription | None, warnings: Sequence[str] = ()) -> str:
+    """The detail view: every fact about the file, its optional info, the ``.optim`` verdict, warnings."""
+    if desc is None:
+        return "<p class='hypernet-lib-empty'>Select a file in the table or the list.</p>"
+    e = html.escape
     body = "".join(
-        f"<tr><th>{e(k)}</th><td data-key='{e(k)}'>{v if k in keep_html else e(v)}</td></tr>" for k, v in rows
+        f"<tr><th>{e(k)}</th><td data-key='{e(k)}'>{'<br>'.join(map(e, v)) if isinstance(v, list) else e(v)}</td></tr>"
+        for k, v in detail_fields(desc)
     )
     parts = [f"<table class='hypernet-lib-detail'>{body}</table>"]
     if desc.error:
@@ -178,7 +186,7 @@ class LibraryPanel:
         shown.sort(key=lambda d: (key(d), d.name.casefold()), reverse=bool(descending))
         names = [d.name for d in shown]
         value = selected if selected in names else (names[0] if names else None)
-        labels = [(file_label(d.name, d.shorthash, d.sd_version), d.name) for d in shown]
+        labels = [(d.label(), d.name) for d in shown]
         files = compat.update(choices=compat.dropdown_choices(labels), value=value)
         return View(compat.table_value(COLUMNS, [row_of(d) for d in shown]), names, files,
                     self._status(descs, len(shown)), value)

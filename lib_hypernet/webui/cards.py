@@ -22,12 +22,14 @@ from modules.ui_extra_networks_user_metadata import UserMetadataEditor
 
 from lib_hypernet.errors import HypernetError
 from lib_hypernet.library.actions import library_folder, write_file
+from lib_hypernet.library.description import BROKEN, FileDescription
 from lib_hypernet.library.facts import FileFacts
-from lib_hypernet.library.folder import is_pending
+from lib_hypernet.library.folder import HypernetFile, is_pending
 from lib_hypernet.model.family import SdVersion, fits
 from lib_hypernet.prompt.grammar import parse_number
 from lib_hypernet.prompt.writer import format_number
 from lib_hypernet.ui import compat
+from lib_hypernet.ui.library_panel import detail_fields
 
 from . import settings
 from .extension import HypernetExtension, model_family
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 PAGE_TITLE = "Hypernetworks"
 SD_VERSIONS = ("Unknown", *(v.label for v in SdVersion))  # the card editor's choices
 PREFERRED_WEIGHT = "preferred weight"
+BROKEN_KEY = "hypernet_broken"  # the item's reason it cannot load, kept for card refreshes
 
 
 def replace_builtin_page(extension: HypernetExtension) -> HypernetCardsPage:
@@ -53,6 +56,28 @@ def preferred_weight(user_metadata: dict[str, Any]) -> float | None:
     if value is None or isinstance(value, bool) or value == "":
         return None
     return parse_number(str(value))
+
+
+def card_metadata(file: HypernetFile, desc: FileDescription) -> dict[str, str]:
+    """The ⓘ popup: the tab's detail fields (:func:`~lib_hypernet.ui.library_panel.detail_fields`) as text.
+
+    A1111 shows this dict as a key/value table after flattening nested values into blank parent rows,
+    so every value is one string; a file not read yet shows what the folder scan knows.
+    """
+    desc = desc.copy(name=file.name, relpath=file.relpath)
+    fields = {label: "; ".join(value) if isinstance(value, list) else value for label, value in detail_fields(desc)}
+    if is_pending(desc):
+        fields["details"] = "being read; refresh to see them"
+    if desc.error:
+        fields["error"] = desc.error
+    if desc.warnings:
+        fields["warnings"] = "; ".join(desc.warnings)
+    return fields
+
+
+def broken_reason(error: str, path: str) -> str:
+    """The error without the file's path in front (the card already is that file)."""
+    return error[len(path) + 2:] if error.startswith(f"{path}: ") else error
 
 
 class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
@@ -89,9 +114,6 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
             return None
         path = os.path.splitext(file.path)[0]
         desc = self.facts.get(file)
-        summary = desc.to_json() if not is_pending(desc) else {
-            "name": file.name, "relpath": file.relpath, "format": file.format, "size": file.size,
-            "note": "details are being read; refresh to see them"}
         item: dict[str, Any] = {
             "name": name,
             "filename": file.path,
@@ -99,10 +121,12 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
             "preview": self.find_preview(path),
             "description": self.find_description(path),
             "local_preview": f"{path}.preview.{shared.opts.samples_format}",
-            "metadata": summary,
+            "metadata": card_metadata(file, desc),
             "sort_keys": {"default": index, **self.get_sort_keys(file.path)},
             "sd_version": desc.sd_version or "Unknown",
         }
+        if desc.error:
+            item[BROKEN_KEY] = broken_reason(desc.error, file.path)
         self.read_user_metadata(item)
         found = item.get("user_metadata")
         user: dict[str, Any] = found if isinstance(found, dict) else {}  # a .json that is not an object counts as none
@@ -110,7 +134,7 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
         if user.get("sd version") in SD_VERSIONS[1:]:
             item["sd_version"] = user["sd version"]
         terms = [self.search_terms_from_path(file.path), name, file.relpath, desc.shorthash, item["sd_version"],
-                 user.get("notes"), desc.sha256]
+                 user.get("notes"), "broken" if desc.error else None, desc.sha256]
         item["search_terms"] = [html.escape(str(t)) for t in terms if t]
         weight = preferred_weight(user)
         weight_js = format_number(weight) if weight is not None else self.default_weight_js()
@@ -121,6 +145,15 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
                 and not fits(item["sd_version"], model_family(shared.sd_model))):
             return None
         return item
+
+    def read_user_metadata(self, item: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        """The webui's, then the broken-file marker again: the webui calls this after ``create_item`` when it
+        refreshes one card (the edit dialog's Save), and a user description would replace the marker."""
+        super().read_user_metadata(item, *args, **kwargs)
+        reason = item.get(BROKEN_KEY)
+        description = str(item.get("description") or "")
+        if reason and not description.startswith(f"{BROKEN}: "):  # on the card: its tag would only fail under the image
+            item["description"] = f"{BROKEN}: {reason}" + (f" — {description}" if description else "")
 
     @staticmethod
     def default_weight_js() -> str:

@@ -274,3 +274,39 @@ def test_builtin_hypernet_and_infotext_paste(stub):
     assert params["Size-1"] == "512" and params["Lora hashes"] == "a: 1, b: 2"
     assert infotext_utils.quote("a: 1, b: 2") == '"a: 1, b: 2"' and infotext_utils.quote(5) == 5
     assert sd_hijack.model_hijack.optimization_method == "Doggettx"
+
+
+def test_ids_of_scripts_accordions_and_tabs_are_a1111s(stub, ext):
+    """A1111 1.10.1's ids (modules/scripts.py Script.elem_id, ui.py, ui_components.InputAccordion), not guesses."""
+    import gradio as gr
+    import webui_ui
+    from modules.ui_components import InputAccordion
+
+    webui.start([ext], model=None)
+    (txt2img,) = scripts.scripts_txt2img.alwayson_scripts
+    (img2img,) = scripts.scripts_img2img.alwayson_scripts
+    assert txt2img.elem_id("panel") == "script_txt2img_recorder_panel"
+    assert img2img.elem_id("panel") == "script_img2img_recorder_panel"
+
+    class OneTab(scripts.Script):
+        def title(self):
+            return "X/Y/Z plot  2"
+
+        def show(self, is_img2img):
+            return not is_img2img
+
+    one = OneTab()
+    assert one.elem_id("x_type") == "script_xyz_plot__2_x_type"  # shown in one tab: no tab in the id
+    with gr.Blocks():
+        accordion = InputAccordion(False, label="A", elem_id="script_txt2img_recorder_panel")
+    assert accordion.elem_id == "script_txt2img_recorder_panel-checkbox"
+    assert accordion.accordion.elem_id == "script_txt2img_recorder_panel"
+    demo = webui_ui.build(extra_networks=False)
+    try:
+        ids = webui_ui.components
+        for tab in ("txt2img", "img2img"):
+            assert ids[f"tab_{tab}"].id == tab
+            assert f"{tab}_extra_tabs" in ids and f"{tab}_settings" in ids and f"{tab}_accordions" in ids
+        assert ids["tabs"].children == [ids["tab_txt2img"], ids["tab_img2img"]]
+    finally:
+        demo.close()

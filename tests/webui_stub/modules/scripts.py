@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import string
 import sys
 from collections import namedtuple
 
@@ -150,8 +151,15 @@ class Script:
         return ""
 
     def elem_id(self, item_id):
-        title = "".join(c if c.isalnum() or c == "_" else "_" for c in self.title().lower().replace(" ", "_"))
-        return f"{'img2img' if self.is_img2img else 'txt2img'}_script_{title}_{item_id}"
+        """``script_{tab}_{title}_{item_id}`` like A1111 1.10.1 (e.g. ``script_txt2img_hypernetworks_panel``).
+
+        The tab is left out for a script shown in one tab only (its ids cannot clash); the title keeps only
+        ``[a-z0-9_]`` after whitespace became ``_`` (so "X/Y/Z plot" is ``xyz_plot``)."""
+        in_both_tabs = self.show(True) == self.show(False)
+        tab = ("img2img_" if self.is_img2img else "txt2img_") if in_both_tabs else ""
+        spaced = "".join("_" if c.isspace() else c for c in self.title().lower())
+        title = "".join(c for c in spaced if c == "_" or c in string.ascii_lowercase or c in string.digits)
+        return f"script_{tab}{title}_{item_id}"
 
     def before_hr(self, p, *args):
         pass
