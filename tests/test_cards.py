@@ -205,7 +205,7 @@ def test_card_metadata_is_valid_json(app):
         raise ValueError(f"not JSON: {constant}")
 
     metadata = json.loads(ui_extra_networks.get_metadata("hypernetworks", "anime")["metadata"], parse_constant=refuse)
-    assert metadata["layer_structure"] == [1, None, 1]
+    assert metadata["layer structure"] == "1, ?, 1"
 
 
 def test_preferred_weight(app):

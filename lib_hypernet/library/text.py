@@ -21,8 +21,9 @@ def yes_no(value: bool | None) -> str:
 
 
 def structure_text(values: Sequence[float]) -> str:
-    """A layer or dropout structure as A1111's UI writes it: ``1, 2, 1`` (1.0 is ``1``)."""
-    return ", ".join(f"{v:g}" for v in values)
+    """A layer or dropout structure as A1111's UI writes it: ``1, 2, 1`` (1.0 is ``1``); ``?`` for a value that is
+    not a number (a damaged cached description)."""
+    return ", ".join(f"{v:g}" if isinstance(v, (int, float)) else "?" for v in values)
 
 
 def entry_names(entries: Sequence[str]) -> str:
