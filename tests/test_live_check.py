@@ -106,11 +106,13 @@ class FakeWebui:
             start, stop = float(named.get("start", 0)), float(named.get("stop", 1))
             path = files.get(name)
             if path is None:
-                if "missing_500" in self.bugs:
-                    return 500, {"error": "FileNotFoundError", "detail": "", "body": "", "errors": f"no {name}"}
+                if "missing_500" in self.bugs:  # Forge 2's error body
+                    return 500, {"error": "FileNotFoundError", "detail": "", "body": "", "message": f"no {name}"}
                 continue
             if not self.describe(name, path)["ok"]:
                 continue
+            if "stack_500" in self.bugs and len(TAG_RE.findall(prompt)) > 1:  # A1111's error body
+                return 500, {"error": "RuntimeError", "detail": "", "body": "", "errors": "Inference tensors do not track"}
             short = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
             weights = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in lib_hypernet.load(str(path)).parameters()))
             steps_on = [i for i in range(steps) if start <= i / steps < stop]
@@ -236,7 +238,7 @@ def test_all_pass_on_a_working_webui(fake, capsys) -> None:
 
 def test_a_broken_webui_fails_the_right_rows(fake, capsys) -> None:
     url, webui = fake
-    webui.bugs = {"zero_applies", "missing_500", "convert_broken"}
+    webui.bugs = {"zero_applies", "missing_500", "convert_broken", "stack_500"}
     assert live_check.main(["--url", url, *FAST]) == 1
     out = capsys.readouterr().out
     table = rows(out)
@@ -245,7 +247,9 @@ def test_a_broken_webui_fails_the_right_rows(fake, capsys) -> None:
     assert table["missing file = plain"] == "FAIL"
     assert table["convert route on a used file"] == "FAIL"
     assert "converted file = the .pt" not in table  # nothing to compare without a converted file
-    assert table["tag changes the image"] == table["truncated file + good one"] == table["clean-up"] == "PASS"
+    assert table["stack a+b"] == table["truncated file + good one"] == "FAIL"
+    assert table["tag changes the image"] == table["png-info paste-back"] == table["clean-up"] == "PASS"
+    assert re.search(r"FAIL \d+ stack a\+b: '<hypernet:\S+>a cat': HTTP 500: RuntimeError: Inference tensors do not track", out)
     assert "HTTP 500: FileNotFoundError: no " in out  # the server's message, in full below the table
     assert re.search(r"FAIL \d+ convert route on a used file: HTTP 500: RuntimeError: Setting requires_grad", out)
     assert list(webui.folder.iterdir()) == []

@@ -111,10 +111,11 @@ class Client:
 
 
 def describe_error(status: int, data: Any) -> str:
-    """``HTTP 500: RuntimeError: …`` from what A1111/Forge (``errors``/``error``) or FastAPI (``detail``) return."""
+    """``HTTP 500: RuntimeError: …`` from what A1111 (``errors``), Forge (``message``) or FastAPI (``detail``) return."""
     text = ""
     if isinstance(data, dict):
-        error, detail, errors = data.get("error"), data.get("detail"), data.get("errors")
+        error, detail = data.get("error"), data.get("detail")
+        errors = data.get("errors") or data.get("message")  # A1111 / Forge 2
         if errors and isinstance(errors, str):
             text = f"{error}: {errors}" if error and not errors.startswith(str(error)) else errors
         elif detail:
@@ -545,7 +546,8 @@ CLICK_TAB_JS = """([root, label]) => {
   const scope = document.querySelector(root);
   if (!scope) return 'no ' + root;
   const own = b => { const item = b.closest('.tabitem'); return !item || !scope.contains(item); };
-  const button = [...scope.querySelectorAll('button')].find(b => b.innerText.trim() === label && own(b));
+  const same = b => b.textContent.trim().toLowerCase() === label.toLowerCase();  // Forge capitalizes by CSS
+  const button = [...scope.querySelectorAll('button')].find(b => same(b) && own(b));
   if (!button) return 'no tab ' + label + ' in ' + root;
   button.click();
   return '';
@@ -655,8 +657,7 @@ class BrowserChecks:
         self.click_tab(page, "#tabs", "Hypernetworks")
         page.locator("#hypernet_lib_refresh").first.click()
         ok = self.wait_text(page, "#hypernet_lib_table", self.name, 60_000)
-        rows = page.evaluate("() => document.querySelectorAll('#hypernet_lib_table tbody tr').length")
-        return ok, f"{rows} rows, ours {'listed' if ok else 'NOT listed'}"
+        return ok, "lists our file" if ok else "does NOT list our file (after its Refresh)"
 
     def cards(self, page: Any) -> tuple[bool, str]:
         self.click_tab(page, "#tabs", "txt2img")
