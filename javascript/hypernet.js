@@ -319,9 +319,24 @@
     root.sdHypernet = api;
     if (typeof module !== "undefined" && module.exports) module.exports = api;
 
+    // A1111's inputAccordion.js ties an InputAccordion's header checkbox to folding until the box itself is
+    // clicked, so folding the panel would switch the prompt's tags off.  Its click listener is what unties them:
+    // a plain Event("click") runs it without toggling the box (only a MouseEvent click toggles a checkbox).
+    function untieSwitches() {
+        var app = gradioApp();
+        Array.prototype.forEach.call(app.querySelectorAll(".input-accordion"), function(accordion) {
+            var box = accordion.visibleCheckbox;
+            var value = app.querySelector("#" + accordion.id + "-checkbox input");
+            if (!box || !value || !accordion.querySelector(".sd-hypernet-panel")) return;
+            box.dispatchEvent(new Event("click"));
+            box.checked = value.checked;
+        });
+    }
+
     // The prompt may already hold tags when the page opens (ui-config, a reload): show them in the rows.
     if (typeof onUiLoaded === "function") {
         onUiLoaded(function() {
+            untieSwitches();
             ["txt2img", "img2img"].forEach(function(tab) {
                 var app = gradioApp();
                 var textarea = app.querySelector("#" + tab + "_prompt > label > textarea");

@@ -21,6 +21,7 @@ from .errors import ActivationError, HypernetError, HypernetFormatError
 from .fields import METADATA_FIELDS
 from .formats.pickle_scan import check_nesting
 from .module import MAX_WIDTH, HypernetworkModule, fix_old_state_dict, layer_widths, parse_dropout_structure
+from .tensor_modes import ordinary, ordinary_tensors
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +125,9 @@ class Hypernetwork:
         return self
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Hypernetwork:
-        for module in self.modules():
-            module.to(device=device, dtype=dtype)
+        with ordinary_tensors():  # moved weights stay ordinary tensors, even during a Forge generation
+            for module in self.modules():
+                module.to(device=device, dtype=dtype)
         return self
 
     def state_dict(self) -> dict[Any, Any]:
@@ -164,7 +166,7 @@ class Hypernetwork:
 
 
 def _cpu_state(module: torch.nn.Module) -> OrderedDict[str, torch.Tensor]:
-    return OrderedDict((k, v.detach().to("cpu")) for k, v in module.state_dict().items())
+    return OrderedDict((k, ordinary(v.detach().to("cpu"))) for k, v in module.state_dict().items())
 
 
 # --------------------------------------------------------------------- loading
@@ -175,14 +177,22 @@ def load(path: str | os.PathLike[str]) -> Hypernetwork:
     Raises a :class:`~lib_hypernet.errors.HypernetError` subclass naming the file.
     """
     path = os.fspath(path)
-    raw = formats.read_raw(path)
-    hn = from_state_dict(raw, path=path)
+    with ordinary_tensors():  # Forge loads during generation, under inference_mode
+        raw = formats.read_raw(path)
+        hn = from_state_dict(raw, path=path)
     hn.file_format = formats.format_of(path)
     return hn
 
 
 def from_state_dict(raw: Mapping[Any, Any], *, path: str | None = None, name: str | None = None) -> Hypernetwork:
-    """Build a :class:`Hypernetwork` from an A1111-layout dict, applying A1111's load defaults."""
+    """Build a :class:`Hypernetwork` from an A1111-layout dict, applying A1111's load defaults.
+
+    The weights become ordinary tensors whatever mode the caller (or the dict's tensors) were in."""
+    with ordinary_tensors():
+        return _from_state_dict(raw, path, name)
+
+
+def _from_state_dict(raw: Mapping[Any, Any], path: str | None, name: str | None) -> Hypernetwork:
     stem = os.path.splitext(os.path.basename(path))[0] if path else None
     if not isinstance(raw, Mapping):
         raise HypernetFormatError(f"expected a dict of layers and metadata, got a {type(raw).__name__}", path)
@@ -401,7 +411,9 @@ def _build_module(
                 path,
             )
     module.load_state_dict(
-        {k: v.to(torch.float32) if v.dtype != torch.float32 else v for k, v in state.items()}, strict=True, assign=True
+        {k: v.to(torch.float32) if v.dtype != torch.float32 else ordinary(v) for k, v in state.items()},
+        strict=True,
+        assign=True,
     )
     module.eval()
     module.requires_grad_(False)
@@ -482,7 +494,7 @@ def create(
         )
     layers = {}
     rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
-    with rng:
+    with rng, ordinary_tensors():
         if seed is not None:
             torch.manual_seed(int(seed))
         for width in widths:

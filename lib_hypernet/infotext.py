@@ -16,6 +16,17 @@ KEY = "Hypernet hashes"
 LEGACY_NAME_KEY = "Hypernet"
 LEGACY_HASH_KEY = "Hypernet hash"
 LEGACY_STRENGTH_KEY = "Hypernet strength"
+SWITCH_KEY = "Hypernets"
+"""``Hypernets: off``: the panel's switch was off, so the prompt's tags were not applied (absent when on)."""
+SWITCH_OFF = "off"
+
+
+def switch_from_pasted(params: dict[str, object]) -> bool:
+    """The panel's switch for pasted parameters: off only when they say ``Hypernets: off``.
+
+    Parameters without the key were made with the switch on (or before it existed), so pasting them turns it on.
+    """
+    return str(params.get(SWITCH_KEY, "") or "").strip().lower() != SWITCH_OFF
 
 _ENTRY_RE = re.compile(r"\s*(.+?)\s*:\s*([0-9a-fA-F]{8,64})\s*$")
 

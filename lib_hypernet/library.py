@@ -3,7 +3,9 @@
 Names are file stems.  When two files share a stem, each gets its relative path
 (without suffix, or with it when only the suffix differs) as its name and the
 clash is reported in :attr:`HypernetLibrary.duplicates` — nothing is silently
-shadowed.  Loaded hypernetworks are cached by absolute path and validated by size
+shadowed.  A ``.pt`` beside its converted ``.safetensors`` is no clash: the plain
+name is the ``.safetensors``, the ``.pt`` is named by its relative path with suffix.
+Loaded hypernetworks are cached by absolute path and validated by size
 and ``mtime_ns``, so a changed file is reloaded and two files never share an entry
 (A1111 caches by the name stored *inside* the file).
 """
@@ -76,6 +78,7 @@ class HypernetLibrary:
         self.files: dict[str, HypernetFile] = {}
         self.duplicates: dict[str, list[str]] = {}
         self._aliases: dict[str, HypernetFile] = {}
+        self._converted: dict[str, list[str]] = {}
         self._loaded: OrderedDict[str, tuple[tuple[int, int], Hypernetwork]] = OrderedDict()
         self._lock = threading.RLock()
         self.refreshed = False
@@ -89,10 +92,16 @@ class HypernetLibrary:
             by_stem.setdefault(f.stem, []).append(f)
         files: dict[str, HypernetFile] = {}
         duplicates: dict[str, list[str]] = {}
+        clashes: dict[str, list[str]] = {}  # stem -> the names its files got
+        converted: dict[str, list[str]] = {}  # stem -> the names of a .pt and its converted .safetensors
         for stem, group in by_stem.items():
-            if len(group) > 1:
+            named = _name_group(stem, group)
+            if len(group) > 1 and _is_clash(group):
                 duplicates[stem] = sorted(f.relpath for f in group)
-            for f, name in _name_group(stem, group):
+                clashes[stem] = sorted(name for _, name in named)
+            elif len(group) > 1:
+                converted[stem] = sorted(name for _, name in named)
+            for f, name in named:
                 files[name] = _renamed(f, name)
         aliases: dict[str, HypernetFile] = {}
         for f in files.values():
@@ -101,16 +110,23 @@ class HypernetLibrary:
                 aliases.setdefault(os.path.splitext(f.relpath)[0], f)
         with self._lock:
             newly_duplicated = {stem: paths for stem, paths in duplicates.items() if self.duplicates.get(stem) != paths}
+            newly_converted = {stem: names for stem, names in converted.items() if self._converted.get(stem) != names}
             self.files = dict(sorted(files.items(), key=lambda kv: kv[0].casefold()))
             self.duplicates = duplicates
+            self._converted = converted
             self._aliases = aliases
             self.refreshed = True
             current = {f.path for f in files.values()}
             for path in [p for p in self._loaded if p not in current]:
                 del self._loaded[path]
-        for stem, paths in newly_duplicated.items():
-            log.warning("hypernetworks: %d files are named %r (%s); use their folder names in tags, e.g. <hypernet:%s>",
-                        len(paths), stem, ", ".join(paths), os.path.splitext(paths[0])[0])
+        for stem in newly_duplicated:
+            names = clashes[stem]  # the names _name_group gave them: each suggested tag resolves to its own file
+            log.warning("hypernetworks: %d files are named %r; in tags use %s", len(names), stem,
+                        ", ".join(f"<hypernet:{name}> ({files[name].relpath})" for name in names))
+        for names in newly_converted.values():
+            pt, safetensors = sorted((files[name] for name in names), key=lambda f: f.format)
+            log.info("hypernetworks: <hypernet:%s> is %s (converted from %s, which is <hypernet:%s>)",
+                     safetensors.name, safetensors.relpath, pt.relpath, pt.name)
         return list(self.files.values())
 
     def _scan(self) -> Any:
@@ -341,6 +357,13 @@ def describe_failure(file: HypernetFile, reason: str) -> FileDescription:
     """A description that only says what failed."""
     return FileDescription(path=file.path, name=file.name, relpath=file.relpath, format=file.format,
                            size=file.size, mtime_ns=file.mtime_ns, error=f"{file.path}: {reason}")
+
+
+def _is_clash(group: list[HypernetFile]) -> bool:
+    """Whether files sharing a stem are a clash to report, not just a ``.pt`` beside its converted ``.safetensors``
+    (the README's normal case: the plain name is the ``.safetensors``, the ``.pt`` is named with its suffix)."""
+    bare = {os.path.splitext(f.relpath)[0] for f in group}
+    return len(bare) > 1 or sorted(f.format for f in group) != ["pt", "safetensors"]
 
 
 def _name_group(stem: str, group: list[HypernetFile]) -> list[tuple[HypernetFile, str]]:

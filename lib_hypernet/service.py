@@ -128,6 +128,20 @@ class HypernetService:
         return messages
 
     @staticmethod
+    def zero_strength_messages(prepared: Prepared) -> list[str]:
+        """A note per stack entry at strength 0 (self and cross): it changes nothing, so it is not applied."""
+        return [f"Hypernet {name} is at strength 0" for name, (_, strength) in zip(prepared.names, prepared.stack)
+                if strength.is_zero]
+
+    @staticmethod
+    def applied_indices(prepared: Prepared, reports: Sequence[EntryReport]) -> list[int]:
+        """The stack entries that changed at least one attention layer: the ones the image depends on.
+
+        A zero strength, no matching width or a step range that never started all leave an entry without layers.
+        """
+        return [r.index for r in reports if r.index < len(prepared.stack) and not r.matched_nothing]
+
+    @staticmethod
     def report_messages(prepared: Prepared, reports: Sequence[EntryReport], model_family: str | None) -> list[str]:
         """Notes for hypernetworks that changed no attention layer, or self-attention only."""
         messages = []

@@ -24,7 +24,7 @@ webui_ui = importlib.import_module("webui_ui")
 ROOT = Path(__file__).resolve().parents[1]
 FILES = (("anime", {"seed": 1}), ("style (v2)", {"seed": 2}), ("sub/detail", {"seed": 3}))
 
-# What A1111's script.js / ui.js define for extensions (same behaviour, a few lines each).
+# What A1111's script.js / ui.js / inputAccordion.js define for extensions (same behaviour, a few lines each).
 WEBUI_HELPERS = """
 function gradioApp() {
     const elems = document.getElementsByTagName('gradio-app');
@@ -54,7 +54,41 @@ function updateInput(target) {
     Object.defineProperty(e, "target", {value: target});
     target.dispatchEvent(e);
 }
-function inputAccordionChecked(id, checked) {}
+// inputAccordion.js: the header checkbox of an InputAccordion follows folding ("linked") until it is clicked.
+function inputAccordionChecked(id, checked) {
+    var accordion = gradioApp().getElementById(id);
+    accordion.visibleCheckbox.checked = checked;
+    accordion.onVisibleCheckboxChange();
+}
+function setupAccordion(accordion) {
+    var labelWrap = accordion.querySelector('.label-wrap');
+    var gradioCheckbox = gradioApp().querySelector('#' + accordion.id + '-checkbox input');
+    var linked = true;
+    var isOpen = function() { return labelWrap.classList.contains('open'); };
+    new MutationObserver(function() {
+        accordion.classList.toggle('input-accordion-open', isOpen());
+        if (linked) { accordion.visibleCheckbox.checked = isOpen(); accordion.onVisibleCheckboxChange(); }
+    }).observe(labelWrap, {attributes: true, attributeFilter: ['class']});
+    var box = document.createElement('INPUT');
+    box.type = 'checkbox';
+    box.checked = isOpen();
+    box.id = accordion.id + '-visible-checkbox';
+    box.className = gradioCheckbox.className + ' input-accordion-checkbox';
+    var span = labelWrap.querySelector('span');
+    span.insertBefore(box, span.firstChild);
+    accordion.visibleCheckbox = box;
+    accordion.onVisibleCheckboxChange = function() {
+        if (linked && isOpen() != box.checked) labelWrap.click();
+        gradioCheckbox.checked = box.checked;
+        updateInput(gradioCheckbox);
+    };
+    box.addEventListener('click', function(event) { linked = false; event.stopPropagation(); });
+    box.addEventListener('input', accordion.onVisibleCheckboxChange);
+}
+onUiLoaded(function() {
+    for (var accordion of gradioApp().querySelectorAll('.input-accordion')) setupAccordion(accordion);
+});
+window.inputAccordionChecked = inputAccordionChecked;  // gradio's _js runs outside this script's scope
 var opts = {extra_networks_default_multiplier: 1};
 """
 
@@ -181,4 +215,31 @@ def test_prompt_and_rows_stay_in_sync_in_chromium(webui_page, page, tmp_path: Pa
     assert shot.stat().st_size > 10_000
     if os.environ.get("HYPERNET_SCREENSHOT_DIR"):
         shutil.copyfile(shot, Path(os.environ["HYPERNET_SCREENSHOT_DIR"]) / "accordion.png")
+    assert page_errors == []
+
+
+def test_the_header_checkbox_is_a_switch_that_folding_leaves_alone(webui_page, page) -> None:
+    """Ticked at start though collapsed; folding the panel never switches the prompt's tags off, the box does."""
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    page.goto(webui_page)
+    box, value = "#txt2img_script_hypernetworks_panel-visible-checkbox", "#txt2img_script_hypernetworks_panel-checkbox input"
+    page.wait_for_function("(s) => !!document.querySelector(s)", arg=box, timeout=TIMEOUT_MS)
+
+    def checked() -> tuple[bool, bool, bool]:
+        return tuple(page.evaluate(
+            "([b, v]) => [document.querySelector(b).checked, document.querySelector(v).checked,"
+            " document.querySelector('#txt2img_script_hypernetworks_panel .label-wrap').classList.contains('open')]",
+            [box, value]))
+
+    page.wait_for_function("(b) => document.querySelector(b).checked", arg=box, timeout=TIMEOUT_MS)
+    assert checked() == (True, True, False)
+    for is_open in (True, False):
+        page.click("#txt2img_script_hypernetworks_panel .label-wrap")
+        page.wait_for_function("(o) => document.querySelector('#txt2img_script_hypernetworks_panel .label-wrap')"
+                               ".classList.contains('open') === o", arg=is_open, timeout=TIMEOUT_MS)
+        assert checked() == (True, True, is_open)
+    page.click(box)
+    page.wait_for_function("(v) => !document.querySelector(v).checked", arg=value, timeout=TIMEOUT_MS)
+    assert checked() == (False, False, False)
     assert page_errors == []

@@ -125,6 +125,14 @@ def test_standalone_panel_in_chromium(panel_url, page, tmp_path: Path) -> None:
     assert (folder / "legacy_novelai.safetensors").is_file()
     assert "legacy_novelai.pt" in _table_names(page)  # the .pt beside it is now named with its suffix
     page.wait_for_function("() => document.querySelectorAll('#hypernet_lib_table tbody tr').length === 2")
+    # the plain name is the .safetensors now, and so is the detail (a second Convert would say so)
+    _wait_text(page, "#hypernet_lib_detail", "legacy_novelai.safetensors")
+    assert "legacy_novelai.pt" not in page.inner_text("#hypernet_lib_detail")
+    # selecting another file clears the message
+    page.locator("#hypernet_lib_table td", has_text="legacy_novelai.pt").first.click()
+    _wait_text(page, "#hypernet_lib_detail", "legacy_novelai.pt")
+    page.wait_for_function("() => document.querySelector('#hypernet_lib_result').innerText.trim() === ''",
+                           timeout=TIMEOUT_MS)
 
     # a second conversion does not overwrite without asking
     before = (folder / "legacy_novelai.safetensors").stat().st_mtime_ns

@@ -273,3 +273,47 @@ def test_detection_follows_the_host_packages():
         assert webui.adapter() is a1111 and webui.script_class() is a1111.HypernetScript
     finally:
         forge.use_host(None)
+
+
+def test_convert_and_save_after_a_generation(tmp_path):
+    """Forge generates under inference_mode: the cached file just used must still convert (route) and save."""
+    forge.reset(tmp_path, "forge")
+    try:
+        wu.write_hn("x", seed=1)
+        client = TestClient(forge.start(args=["--api"]))
+        none = forge.txt2img("a cat")
+        tagged = forge.txt2img(TAGGED)
+        assert not wu.same(tagged, none)
+        assert not any(p.is_inference() for p in hn("x").parameters())
+        response = client.post("/hypernet/v1/convert", json={"name": "x"})
+        assert response.status_code == 200, response.text
+        assert os.path.exists(os.path.join(wu.hn_dir(), "x.safetensors"))
+        hn("x").save(tmp_path / "again.pt")
+        assert wu.same(forge.txt2img(TAGGED), tagged)  # the converted file gives the same image
+    finally:
+        forge.unload()
+
+
+@pytest.mark.parametrize(("host_name", "line"), [("forge", "Forge 2 detected"), ("reforge", "reForge detected"),
+                                                 (None, "A1111 detected")])
+def test_the_start_up_line_reaches_the_console(tmp_path, monkeypatch, capsys, host_name, line):
+    """The webuis configure logging only with SD_WEBUI_LOG_LEVEL: without it our INFO lines need our handler."""
+    import logging
+
+    monkeypatch.delenv("SD_WEBUI_LOG_LEVEL", raising=False)
+    forge.reset(tmp_path, "forge")
+    forge.use_host(host_name)
+    try:
+        forge.start()
+        assert f"hypernetworks: {line}" in capsys.readouterr().err
+    finally:
+        forge.unload()
+    handlers = logging.getLogger("lib_hypernet").handlers
+    assert not [h for h in handlers if isinstance(h, logging.StreamHandler)]  # removed with the script (on_script_unloaded)
+    monkeypatch.setenv("SD_WEBUI_LOG_LEVEL", "WARNING")  # the webui's own logging decides
+    forge.reset(tmp_path, "forge")
+    try:
+        forge.start()
+        assert line not in capsys.readouterr().err
+    finally:
+        forge.unload()

@@ -120,3 +120,23 @@ def test_self_cross_split_under_tome(tmp_path):
         assert max_out_diff(both, expected) < 1e-5
     finally:
         forge.unload()
+
+
+def test_convert_and_save_after_a_generation(tmp_path):
+    """reForge generates under inference_mode (processing.py:997) too: convert the file just used."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    forge.reset(tmp_path, "reforge")
+    try:
+        wu.write_hn("x", seed=1)
+        client = TestClient(forge.start(args=["--api"]))
+        tagged = forge.txt2img(TAGGED)
+        assert not wu.same(tagged, forge.txt2img("a cat"))
+        response = client.post("/hypernet/v1/convert", json={"name": "x"})
+        assert response.status_code == 200, response.text
+        assert os.path.exists(os.path.join(wu.hn_dir(), "x.safetensors"))
+        assert wu.same(forge.txt2img(TAGGED), tagged)
+    finally:
+        forge.unload()

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import webui_util as wu  # puts the stand-in (tests/webui_stub) on sys.path
-from modules import errors, scripts, shared
+from modules import errors, infotext_utils, scripts, shared
 
 from lib_hypernet.ui import accordion as rows_ui
 from lib_hypernet.webui import accordion as webui_accordion
@@ -39,6 +39,10 @@ def _script(tab: str = "txt2img"):
     return next(s for s in runner.alwayson_scripts if s.title() == "Hypernetworks")
 
 
+def runner_inputs(tab: str) -> list:
+    return (scripts.scripts_img2img if tab == "img2img" else scripts.scripts_txt2img).inputs
+
+
 def _deps_by_trigger(demo, component, event):
     """The event listeners of ``component.event`` (gradio 3: ``targets=[id]`` + ``trigger``; 4: ``[[id, event]]``)."""
     found = []
@@ -58,10 +62,12 @@ def test_the_whole_ui_builds_with_the_panel_in_the_accordions_row(app):
         panel = script.panel
         assert panel.rows is not None and panel.rows.rows == 3
         assert panel._connected == {"prompt", "info"}
-        assert script.args_from == script.args_to  # no script arguments: nothing is applied from the rows
+        switch = webui_ui.components[f"{script.elem_id('panel')}-checkbox"]
+        assert runner_inputs(tab)[script.args_from:script.args_to] == [switch]  # the rows only edit the prompt
         accordion = webui_ui.components[script.elem_id("panel")]
         assert accordion.open is False  # collapsed by default
-        assert webui_ui.components[f"{script.elem_id('panel')}-checkbox"].value is False
+        assert switch.value is True  # and on: the prompt's tags apply (the default an API call gets too)
+        assert [component for component, _ in script.infotext_fields] == [switch]
         accordions_row = webui_ui.components[f"{tab}_accordions"]
         assert _inside(accordions_row, accordion)
         for component in panel.rows.components():
@@ -165,6 +171,34 @@ def test_the_report_says_what_the_last_generation_did(app):
     wu.gen("a cat")
     assert "No hypernetwork" in source.report_html()
     demo.close()
+
+
+def test_unticked_switch_leaves_the_prompts_tags_out_and_says_so(app):
+    from lib_hypernet import infotext
+
+    prompt = "<hypernet:anime:0.8>a cat"
+    none = wu.gen()
+    off = wu.gen(prompt, script_args={"HypernetScript": [False]})
+    assert wu.same(off, none)
+    assert not wu.same(wu.gen(prompt, script_args={"HypernetScript": [True]}), none)
+    assert not wu.same(wu.gen(prompt), none)  # no argument (an API call that leaves it out): on
+    off = wu.gen(prompt, script_args={"HypernetScript": [False]})
+    (said,) = wu.comments(off)
+    assert said.startswith("Hypernetworks off:") and "checkbox is unticked" in said and "not applied" in said
+    assert "switched off" in wu.extension().report.to_html() and wu.extension().report.applied == []
+    text = off.infotexts[0]
+    assert text.startswith(prompt + "\n")  # the tags stay in the prompt
+    params = infotext_utils.parse_generation_parameters(text)
+    assert params["Hypernets"] == "off" and "Hypernet hashes" not in params
+    # pasting it back changes no tag and unticks the switch; other parameters tick it
+    pasted = wu.webui.paste_infotext(text)
+    assert pasted["Prompt"] == prompt and errors.records == []
+    assert infotext.switch_from_pasted(pasted) is False
+    on = wu.gen(prompt)
+    assert "Hypernets" not in on.infotexts[0] and wu.comments(on) == []
+    assert infotext.switch_from_pasted(wu.webui.paste_infotext(on.infotexts[0])) is True
+    # unticked without any tag: nothing was left out, nothing to say
+    assert "Hypernets" not in wu.gen("a cat", script_args={"HypernetScript": [False]}).infotexts[0]
 
 
 def test_report_kinds():

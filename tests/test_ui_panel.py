@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -184,7 +186,7 @@ def test_hash_missing_with_progress(panel: LibraryPanel) -> None:
 
 
 def test_convert_never_overwrites_without_asking(panel: LibraryPanel, folder: Path) -> None:
-    _table, names, files, _status, message = panel.on_convert("legacy_novelai", False, "", "name", False)
+    _table, names, files, _status, _detail, _for, message = panel.on_convert("legacy_novelai", False, "", "name", False)
     target = folder / "legacy_novelai.safetensors"
     assert message.startswith("Wrote legacy_novelai.safetensors") and target.is_file()
     assert files["value"] == "legacy_novelai" and "legacy_novelai.pt" in names
@@ -198,6 +200,48 @@ def test_convert_never_overwrites_without_asking(panel: LibraryPanel, folder: Pa
     assert "already a .safetensors" in panel.on_convert("legacy_novelai", False, "", "name", False)[-1]
     assert "select a file" in panel.on_convert(None, False, "", "name", False)[-1]
     assert "press Refresh" in panel.on_convert("gone", False, "", "name", False)[-1]
+
+
+def test_convert_in_a_subfolder_selects_the_safetensors_and_reports_no_clash(
+    panel: LibraryPanel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``styles/act_gelu.pt`` → ``.safetensors`` is the README's normal case: no "files are named" warning (its
+    ``<hypernet:styles/act_gelu>`` could not reach the .pt), and the detail shows the file the plain name is now."""
+    panel.view()
+    with caplog.at_level("INFO", logger="lib_hypernet.library"):
+        out = panel.on_convert("act_gelu", False, "", "name", False)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    _table, _names, files, status, detail, result_for, message = out
+    assert message.startswith("Wrote act_gelu.safetensors"), message
+    assert "sharing a stem" not in status
+    notes = [r.getMessage() for r in caplog.records]
+    assert any("<hypernet:act_gelu> is styles/act_gelu.safetensors" in m and "<hypernet:styles/act_gelu.pt>" in m
+               for m in notes), notes
+    library = panel.source.library
+    assert library.find("act_gelu").format == "safetensors" and library.find("styles/act_gelu.pt").format == "pt"
+    # the selection is the plain name, which is the .safetensors now: so is the detail
+    assert files["value"] == result_for == "act_gelu"
+    assert "styles/act_gelu.safetensors" in detail and "act_gelu.pt" not in detail
+    # the message stays while that file is selected, another file clears it
+    assert panel.on_selected("act_gelu", 0.8, result_for)[2] == gr.update()
+    selected_other = panel.on_selected("act_relu", 0.8, result_for)
+    assert selected_other[2] == "" and "act_relu.pt" in selected_other[0]
+
+
+def test_a_real_clash_beside_a_conversion_suggests_names_that_resolve(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (folder / "other").mkdir()
+    shutil.copyfile(folder / "act_relu.pt", folder / "other" / "act_gelu.pt")
+    lib_hypernet.convert_file(folder / "styles" / "act_gelu.pt", folder / "styles" / "act_gelu.safetensors")
+    library = HypernetLibrary(folder)
+    with caplog.at_level("WARNING", logger="lib_hypernet.library"):
+        library.refresh()
+    (warning,) = [r.getMessage() for r in caplog.records]
+    tags = re.findall(r"<hypernet:([^>]+)>", warning)
+    assert sorted(tags) == ["other/act_gelu", "styles/act_gelu", "styles/act_gelu.pt"]
+    assert len({library.find(tag).path for tag in tags}) == 3  # each suggested tag is its own file
+    assert library.duplicates == {"act_gelu": ["other/act_gelu.pt", "styles/act_gelu.pt", "styles/act_gelu.safetensors"]}
 
 
 def test_repair_asks_then_rewrites_in_the_legacy_format(panel: LibraryPanel, folder: Path) -> None:

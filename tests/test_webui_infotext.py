@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html.parser
 import os
 
 import pytest
@@ -174,6 +175,35 @@ def test_settings_exist_without_ui_settings(tmp_path, nowebui):
         assert not wu.same(wu.gen("<hypernet:x:0.8>a cat"), wu.gen())
 
 
+class _HelpText(html.parser.HTMLParser):
+    """What the browser makes of a setting's help: A1111's ``ui_settings_hints.js`` sets it as ``innerHTML``."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.text = ""
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+
+    def handle_data(self, data):
+        self.text += data
+
+
+def test_settings_help_shows_every_character_and_one_reload_note(tmp_path):
+    with wu.running(tmp_path):
+        for key in OPTION_KEYS:
+            info = shared.opts.data_labels[key]
+            shown = _HelpText()
+            shown.feed(info.comment_before + info.comment_after)
+            shown.close()
+            assert set(shown.tags) <= {"span"}, (key, shown.tags)  # only A1111's own <span class='info'>
+            assert shown.text.lower().count("reload ui") <= 1, (key, shown.text)
+        rows = _HelpText()
+        rows.feed(shared.opts.data_labels["hypernet_panel_rows"].comment_after)
+        assert "<hypernet:…>" in rows.text and "(requires Reload UI)" in rows.text
+
+
 def test_precision_setting(app):
     none = wu.gen()
     automatic = wu.gen("<hypernet:x:0.8>a cat")
@@ -207,9 +237,22 @@ def test_paste_back_prefers_the_renamed_file_over_a_converted_copy(tmp_path, cap
         assert wu.webui.paste_infotext(text)["Prompt"] == "<hypernet:hn_a_conv:0.8>a cat"
 
 
-def test_strength_zero_writes_its_hash_like_lora(app):
-    """A1111's Lora writes every network of the prompt into "Lora hashes", at any strength; so do we."""
-    res = wu.gen("<hypernet:x:0><hypernet:y:0.5>a cat")
-    x_hash = wu.lib_hypernet.shorthash(os.path.join(wu.hn_dir(), "x.pt"))
-    assert _params(res)["Hypernet hashes"].startswith(f"x: {x_hash}, y: ")
-    assert wu.same(res, wu.gen("<hypernet:y:0.5>a cat"))  # and applies nothing
+def test_hashes_and_report_list_exactly_what_was_applied(app):
+    """A1111's Lora writes every loaded network into "Lora hashes", strength 0 and networks that change nothing
+    included; "Hypernet hashes" lists only what changed the image (nonzero strength, at least one layer matched),
+    and the panel's report says why the others were not applied."""
+    wu.write_hn("w16", sizes=[16], seed=5)  # no width of the SD1 stand-in
+    res = wu.gen("<hypernet:x:0><hypernet:w16:0.8><hypernet:y:0.5>a cat")
+    y_hash = wu.lib_hypernet.shorthash(os.path.join(wu.hn_dir(), "y.pt"))
+    assert _params(res)["Hypernet hashes"] == f"y: {y_hash}"
+    report = wu.extension().report
+    assert report.applied == ["y"]
+    html = report.to_html()
+    assert "<b>strength 0 — not applied</b>: Hypernet x is at strength 0" in html
+    assert "<b>matched nothing — not applied</b>: Hypernet w16 matched no attention layer" in html
+    assert wu.same(res, wu.gen("<hypernet:y:0.5>a cat"))
+    # nothing changed the image: no hashes, nothing applied
+    res = wu.gen("<hypernet:x:0><hypernet:w16:0.8><hypernet:y:0.5:start=0.9>a cat")
+    assert wu.extension().report.applied == []
+    assert "Hypernet hashes" not in res.infotexts[0]
+    assert wu.same(res, wu.gen())

@@ -21,8 +21,9 @@ from torch.utils.hooks import RemovableHandle
 
 from ..hypernetwork import Hypernetwork
 from ..strength import StrengthLike
+from ..tensor_modes import version_counter
 from .runner import _PLANS, CROSS_CACHE_SIZE, StackRunner, make_entries
-from .sites import AttentionSite, find_attention_sites, tensor_version
+from .sites import AttentionSite, find_attention_sites
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class HypernetHandle(StackRunner):
         pending = site.pending_input
         if pending is not None:
             site.pending_input = None
-            if pending is context and site.pending_version == tensor_version(context):
+            if pending is context and site.pending_version == version_counter(context):
                 output, site.pending_output = site.pending_output, None
                 return (output, *args[1:])
             site.pending_output = None
@@ -146,7 +147,7 @@ class HypernetHandle(StackRunner):
         context_k, context_v = applied
         self._tally(self._effective_entries(kind, context.shape[-1]), kind, context.shape[-1], site.index)
         site.pending_input = context
-        site.pending_version = tensor_version(context)
+        site.pending_version = version_counter(context)
         site.pending_output = context_v if branch == 0 else context_k
         return (context_k if branch == 0 else context_v, *args[1:])
 

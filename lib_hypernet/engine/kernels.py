@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..activations import ELEMENTWISE
 from ..module import HypernetworkModule
+from ..tensor_modes import ordinary_tensors, version_counter
 
 _INPLACE_ACTIVATIONS = {
     "relu": torch.relu_,
@@ -86,6 +87,18 @@ class CompiledPair:
         self.fused = fusable(activation_func)
         self._inplace_act = _INPLACE_ACTIVATIONS.get(activation_func or "")
         self.steps: list[_Step] = []
+        # Compiled weights are ordinary tensors: a plan made during a Forge generation (inference mode)
+        # must still work in a later no_grad or grad-enabled call.
+        with ordinary_tensors():
+            self._compile(pair, device, dtype, reference_dtype)
+
+    def _compile(
+        self,
+        pair: tuple[HypernetworkModule, HypernetworkModule],
+        device: torch.device,
+        dtype: torch.dtype,
+        reference_dtype: torch.dtype | None,
+    ) -> None:
         if not self.fused:
             # Reference path: the modules themselves, moved once to the device and dtype.
             self.reference = tuple(_copy_module(m, device, reference_dtype or dtype) for m in pair)
@@ -95,17 +108,16 @@ class CompiledPair:
             activation = next((x for x in k_layers[1:] if not isinstance(x, torch.nn.LayerNorm)), None)
             ln_k = next((x for x in k_layers if isinstance(x, torch.nn.LayerNorm)), None)
             ln_v = next((x for x in v_layers if isinstance(x, torch.nn.LayerNorm)), None)
-            with torch.no_grad():
-                step = _Step(
-                    weight_t=torch.stack([linear_k.weight.t(), linear_v.weight.t()])
-                    .to(device=device, dtype=dtype)
-                    .contiguous(),
-                    bias=torch.stack([linear_k.bias, linear_v.bias]).to(device=device, dtype=dtype)[:, None, :],
-                    activation=activation,
-                    ln_weight=None if ln_k is None or ln_v is None else _stack_param(ln_k.weight, ln_v.weight, device),
-                    ln_bias=None if ln_k is None or ln_v is None else _stack_param(ln_k.bias, ln_v.bias, device),
-                    ln_eps=ln_k.eps if ln_k is not None else 0.0,
-                )
+            step = _Step(
+                weight_t=torch.stack([linear_k.weight.t(), linear_v.weight.t()])
+                .to(device=device, dtype=dtype)
+                .contiguous(),
+                bias=torch.stack([linear_k.bias, linear_v.bias]).to(device=device, dtype=dtype)[:, None, :],
+                activation=activation,
+                ln_weight=None if ln_k is None or ln_v is None else _stack_param(ln_k.weight, ln_v.weight, device),
+                ln_bias=None if ln_k is None or ln_v is None else _stack_param(ln_k.bias, ln_v.bias, device),
+                ln_eps=ln_k.eps if ln_k is not None else 0.0,
+            )
             self.steps.append(step)
 
     # ------------------------------------------------------------------ running
@@ -178,6 +190,9 @@ def _copy_module(module: HypernetworkModule, device: torch.device, dtype: torch.
     return copy.deepcopy(module).to(device=device, dtype=dtype).eval()
 
 
-def weights_version(module_pair: tuple[HypernetworkModule, HypernetworkModule]) -> tuple[tuple[int, int], ...]:
-    """Changes whenever a parameter is modified in place or replaced (so compiled copies go stale)."""
-    return tuple((p._version, p.data_ptr()) for m in module_pair for p in m.parameters())
+def weights_version(module_pair: tuple[HypernetworkModule, HypernetworkModule]) -> tuple[tuple[int | None, int], ...]:
+    """Changes whenever a parameter is modified in place or replaced (so compiled copies go stale).
+
+    Inference tensors keep no counter (``None``); they can only be changed in place inside
+    inference mode, which a library user does not do to a hypernetwork's weights."""
+    return tuple((version_counter(p), p.data_ptr()) for m in module_pair for p in m.parameters())

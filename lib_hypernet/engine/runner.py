@@ -21,9 +21,9 @@ from .._compat import autocast_dtype
 from ..apply import run_module
 from ..hypernetwork import Hypernetwork
 from ..strength import Strength, StrengthLike, as_strength
+from ..tensor_modes import version_counter
 from .kernels import CompiledPair, weights_version
 from .report import EntryReport
-from .sites import tensor_version
 
 CROSS_CACHE_SIZE = 8
 
@@ -243,7 +243,7 @@ class StackRunner:
         return plan
 
     def _cross_lookup(self, key: tuple[Any, ...], context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        version = tensor_version(context)
+        version = version_counter(context)
         # Results computed under inference_mode cannot enter autograd (to_k would save them for backward).
         usable_inference = torch.is_inference_mode_enabled() or not torch.is_grad_enabled()
         for position in range(len(self._cross_cache) - 1, -1, -1):
@@ -269,7 +269,7 @@ class StackRunner:
         self, key: tuple[Any, ...], context: torch.Tensor, context_k: torch.Tensor, context_v: torch.Tensor
     ) -> None:
         self._cross_cache.append(
-            _CrossResult(key, weakref.ref(context), tensor_version(context), context.detach().clone(), context_k, context_v)
+            _CrossResult(key, weakref.ref(context), version_counter(context), context.detach().clone(), context_k, context_v)
         )
         while len(self._cross_cache) > CROSS_CACHE_SIZE:
             self._cross_cache.pop(0)

@@ -40,11 +40,3 @@ def find_attention_sites(model: torch.nn.Module) -> list[AttentionSite]:
         ):
             sites.append(AttentionSite(len(sites), name, module))
     return sites
-
-
-def tensor_version(tensor: torch.Tensor) -> int | None:
-    """The in-place modification counter, or ``None`` where torch keeps none (inference tensors)."""
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None

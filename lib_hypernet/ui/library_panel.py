@@ -178,6 +178,7 @@ class View:
     names: list[str]
     files: Any  # the "File" dropdown's update
     status: str
+    selected: str | None = None  # the dropdown's value in that update
 
 
 class LibraryPanel:
@@ -202,7 +203,7 @@ class LibraryPanel:
         value = selected if selected in names else (names[0] if names else None)
         files = compat.update(choices=compat.dropdown_choices([(choice_label(d), d.name) for d in shown]), value=value)
         return View(compat.table_value(COLUMNS, [row_of(d) for d in shown]), names, files,
-                    self._status(descs, len(shown)))
+                    self._status(descs, len(shown)), value)
 
     def _status(self, descs: Sequence[FileDescription], shown: int) -> str:
         lib = self.source.library
@@ -248,9 +249,20 @@ class LibraryPanel:
 
     # ------------------------------------------------------------------ detail and tag
     def on_file(self, name: str | None, strength: float) -> tuple[str, str]:
+        return self.detail(name), self.tag(name, strength)
+
+    def detail(self, name: str | None) -> str:
         desc = self.source.describe(name) if name else None
         warnings = desc.warnings_for(self.source.model()) if desc is not None else []
-        return detail_html(desc, warnings), self.tag(name, strength)
+        return detail_html(desc, warnings)
+
+    def on_selected(self, name: str | None, strength: float, result_for: str | None) -> tuple[str, str, Any]:
+        """The selection changed: its detail and tag; an action's message is cleared unless it is about this file.
+
+        ``result_for`` is the file the message belongs to (an action moves the selection to the file it made).
+        """
+        detail, tag = self.on_file(name, strength)
+        return detail, tag, compat.update() if name == result_for else ""
 
     @staticmethod
     def tag(name: str | None, strength: float | None) -> str:
@@ -274,7 +286,12 @@ class LibraryPanel:
             message += " Failed: " + "; ".join(errors)
         if not hashed and not errors:
             message = "Every file already has its hash."
-        return (*self._outputs(view), message.strip())
+        return (*self._outputs(view), *self._result(view), message.strip())
+
+    def _result(self, view: View) -> tuple[str, str | None]:
+        """The detail of the file the view selects (also when its name is unchanged, e.g. the plain name of a
+        converted ``.pt`` now naming the ``.safetensors``) and that file, which the message is about."""
+        return self.detail(view.selected), view.selected
 
     def _act(self, action: Callable[[], str], done: Callable[[str], str], query: str, sort: str, descending: bool,
              selected: str | None) -> tuple[Any, ...]:
@@ -289,7 +306,8 @@ class LibraryPanel:
         except Exception as exc:  # a panel action reports, it never breaks the page
             log.exception("hypernetworks: panel action failed")
             message = f"⚠ failed: {type(exc).__name__}: {exc}"
-        return (*self._outputs(self.view(query, sort, descending, selected)), message)
+        view = self.view(query, sort, descending, selected)
+        return (*self._outputs(view), *self._result(view), message)
 
     def on_convert(self, name: str | None, overwrite: bool, query: str, sort: str, descending: bool) -> tuple[Any, ...]:
         return self._act(lambda: self.source.convert(name, overwrite=bool(overwrite)),
@@ -320,7 +338,9 @@ class LibraryPanel:
                 seed=None if seed is None or int(seed) < 0 else int(seed),
             )
 
-        return self._act(create, lambda new: f"Created {new}.", query, sort, descending, selected)
+        table, names, files, status, _detail, _for, message = self._act(
+            create, lambda new: f"Created {new}.", query, sort, descending, selected)
+        return table, names, files, status, message  # its message has its own box; the selection shows the file
 
 
 # --------------------------------------------------------------------- layout
@@ -366,6 +386,7 @@ def build_library_panel(source: LibrarySource, *, elem_prefix: str = "hypernet_l
                         convert = gr.Button("Convert to .safetensors", elem_id=eid("convert"))
                         repair = gr.Button("Repair .pt (legacy format A1111 loads)", elem_id=eid("repair"))
                     result = gr.Markdown(elem_id=eid("result"))
+                    result_for = gr.State(None)  # the file the result is about
         with gr.Accordion("Create a new hypernetwork", open=False, elem_id=eid("create_box")):
             with gr.Row():
                 new_name = gr.Textbox(label="Name", elem_id=eid("new_name"))
@@ -398,12 +419,13 @@ def build_library_panel(source: LibrarySource, *, elem_prefix: str = "hypernet_l
     for control in (search, sort, descending):
         control.change(panel.on_filter, view_in, view_out, queue=False)
     table.select(panel.on_select, [names, table], [selected], queue=False)
-    selected.change(panel.on_file, [selected, strength], [detail, tag], queue=False)
+    selected.change(panel.on_selected, [selected, strength, result_for], [detail, tag, result], queue=False)
     strength.change(panel.tag, [selected, strength], [tag], queue=False)
-    hash_button.click(panel.on_hash, view_in, [*view_out, result], queue=True)
+    action_out = [*view_out, detail, result_for, result]
+    hash_button.click(panel.on_hash, view_in, action_out, queue=True)
     action_in = [selected, overwrite, search, sort, descending]
-    convert.click(panel.on_convert, action_in, [*view_out, result], queue=True)
-    repair.click(panel.on_repair, action_in, [*view_out, result], queue=True)
+    convert.click(panel.on_convert, action_in, action_out, queue=True)
+    repair.click(panel.on_repair, action_in, action_out, queue=True)
     create.click(
         panel.on_create,
         [new_name, new_sizes, new_other, new_structure, new_activation, new_init, new_layer_norm, new_dropout,

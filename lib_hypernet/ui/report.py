@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 
 # (kind, label, what a message of that kind contains), first match wins
 KINDS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("off", "switched off", ("Hypernetworks off:",)),
     ("unsafe", "refused as unsafe", ("refused",)),
     ("not_found", "not found", ("Hypernet not found:",)),
-    ("matched_nothing", "matched nothing", ("matched no attention layer",)),
+    ("matched_nothing", "matched nothing — not applied", ("matched no attention layer",)),
+    ("strength_zero", "strength 0 — not applied", ("is at strength 0",)),
     ("self_only", "self-attention only", ("changed self-attention only",)),
     ("base_model", "another base model", ("was trained on",)),
     ("bad_tag", "tag skipped", ("Hypernet tag skipped:",)),

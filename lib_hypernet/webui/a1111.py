@@ -12,8 +12,8 @@ from typing import Any
 
 from modules import extra_networks, script_callbacks, scripts
 
-from . import accordion, cards, settings, tab, xyz
-from .extension import HypernetExtension
+from . import accordion, cards, console, settings, tab, xyz
+from .extension import SWITCH_ATTR, HypernetExtension
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class ExtraNetworkHypernet(extra_networks.ExtraNetwork):
 
 
 class HypernetScript(scripts.Script):
-    """Always-on: the panel beside the prompt (it only edits tags), and nothing stays applied after a generation."""
+    """Always-on: the panel beside the prompt (its rows only edit tags; its header checkbox switches them all off for a
+    generation), and nothing stays applied after a generation."""
 
     section = "accordions"  # beside Hires fix and Refiner
     create_group = False
@@ -70,6 +71,15 @@ class HypernetScript(scripts.Script):
     def show(self, is_img2img: bool) -> Any:
         return scripts.AlwaysVisible
 
+    def process(self, p: Any, *args: Any) -> None:
+        # Before the batches' extra_networks.activate: the panel's header checkbox (its one script argument;
+        # an API call without it is on).  Only an explicit false turns the prompt's tags off.
+        off = bool(args) and isinstance(args[0], (bool, int, float)) and not args[0]
+        try:
+            setattr(p, SWITCH_ATTR, off)
+        except AttributeError:  # an object that takes no attributes: nothing to switch off
+            pass
+
     def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
         # The batch is sampled (hires pass included).  Report and unhook now: the webui calls deactivate
         # only when the first-pass prompt has tags, and comments added in postprocess miss Processed.
@@ -85,12 +95,17 @@ def _add_routes(app: Any, extension: HypernetExtension) -> None:
     routes.add_routes(app, extension)
 
 
-def register(extension: HypernetExtension | None = None) -> HypernetExtension:
+def register(
+    extension: HypernetExtension | None = None,
+    way: str = "A1111 detected; hypernetworks apply as hooks on each attention layer's K/V projections",
+) -> HypernetExtension:
     """Register settings and callbacks for this script load; returns the new state.
 
-    The other hosts' adapters call this too, with their own ``extension`` (Forge 2) or none (reForge), so
-    everything registered here exists on every host."""
+    The other hosts' adapters call this too, with their own ``extension`` (Forge 2) or none (reForge) and
+    their own ``way`` (the start-up line), so everything registered here exists on every host."""
     global EXTENSION
+    script_callbacks.on_script_unloaded(console.show_log_lines())
+    log.info("hypernetworks: %s", way)
     settings.register_settings()
     accordion.register_settings()
     cards.register_settings()

@@ -1,9 +1,10 @@
 """A1111: the panel beside the prompt (``HypernetScript.ui``), in the accordions section next to Hires fix/Refiner.
 
 :mod:`lib_hypernet.ui.accordion` builds the rows; this module adds the webui's pieces: the ``InputAccordion``,
-its ``ToolButton`` refresh, the prompt found by ``on_after_component`` (``{tab}_prompt``, which the webui
-creates before or after the scripts' UI depending on the compact-prompt setting), the generation info that
-triggers the report, the rows setting, and ``do_not_save_to_config`` on every helper component.
+whose header checkbox is the switch (the script's one argument), its ``ToolButton`` refresh, the prompt found by
+``on_after_component`` (``{tab}_prompt``, which the webui creates before or after the scripts' UI depending on the
+compact-prompt setting), the generation info that triggers the report, the rows setting, and
+``do_not_save_to_config`` on every helper component.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Any
 import gradio as gr
 from modules import shared
 
+from lib_hypernet import infotext
 from lib_hypernet.ui import accordion as rows_ui
 
+from . import settings
 from .extension import HypernetExtension
 
 ROWS_OPTION = "hypernet_panel_rows"
@@ -25,7 +28,7 @@ def register_settings() -> None:
     shared.options_templates.update(shared.options_section(("hypernet", "Hypernetworks"), {
         ROWS_OPTION: shared.OptionInfo(
             3, "Rows in the Hypernetworks panel beside the prompt", gr.Slider, {"minimum": 1, "maximum": 8, "step": 1},
-        ).info("the panel edits the prompt's <hypernet:…> tags; needs Reload UI").needs_reload_ui(),
+        ).info(settings.help_text("the panel edits the prompt's <hypernet:…> tags")).needs_reload_ui(),
     }))
 
 
@@ -49,8 +52,6 @@ class WebuiPanelSource:
         return aliases
 
     def default_strength(self) -> float:
-        from . import settings
-
         return settings.default_strength()
 
     def refresh(self) -> None:
@@ -70,6 +71,7 @@ class PromptPanel:
         self.rows: rows_ui.HypernetRows | None = None
         self.prompt: Any = None
         self.info: Any = None
+        self.switch: Any = None  # the InputAccordion's checkbox: the script's one argument
         self._connected: set[str] = set()
         # Before initialize_scripts applies them (it calls show() and then collects these): both tabs' ids,
         # the callback keeps the one of this script's tab.
@@ -99,17 +101,24 @@ class PromptPanel:
         extension.facts.compute_missing()  # labels of files not hashed yet: in the background, shown on refresh
         source = WebuiPanelSource(extension)
         count = int(getattr(shared.opts, ROWS_OPTION, 3) or 3)
-        with InputAccordion(False, label="Hypernetworks", elem_id=self.script.elem_id("panel")) as panel:
+        # Ticked: the prompt's tags apply (also the default an API call gets).  Collapsed all the same, and
+        # javascript/hypernet.js unlinks the box from folding, which A1111 otherwise ties it to.
+        with InputAccordion(True, label="Hypernetworks", elem_id=self.script.elem_id("panel")) as panel:
             self.rows = rows_ui.build_rows(
                 source, rows=count, elem_id=f"{self.tab}_sd_hypernet",
                 refresh_button=lambda elem_id: ToolButton(value="\U0001f504", elem_id=elem_id,
                                                           elem_classes=["sd-hypernet-refresh"],
                                                           tooltip="Hypernetworks: refresh the list"),
             )
+        if getattr(panel, "accordion", None) is not None:
+            panel.accordion.open = False
         for component in (panel, *self.rows.components()):
             component.do_not_save_to_config = True
+        self.switch = panel
+        # Pasting "Hypernets: off" unticks it, any other parameters tick it: the pasted image is reproduced.
+        self.script.infotext_fields = [(panel, infotext.switch_from_pasted)]
         self._connect()
-        return []  # the rows only edit the prompt: no script arguments, nothing applied from here
+        return [panel]  # the switch; the rows only edit the prompt
 
     def _connect(self) -> None:
         if self.rows is None:

@@ -41,7 +41,9 @@ def register_settings() -> None:
     shared.options_templates.update(shared.options_section(("hypernet", "Hypernetworks"), {
         SHOW_ALL_OPTION: shared.OptionInfo(
             False, "Show hypernetwork cards made for another model family",
-        ).info("otherwise SD1 cards are hidden while an SDXL model is loaded, and so on (from the files' widths)"),
+        ).info(settings.help_text(
+            "otherwise SD1 cards are hidden while an SDXL model is loaded, and so on (from the files' widths)"
+        )),
     }))
 
 

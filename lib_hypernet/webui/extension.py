@@ -27,6 +27,11 @@ from . import settings
 
 log = logging.getLogger(__name__)
 
+SWITCH_ATTR = "hypernet_switch_off"
+"""Set on ``p`` by the always-on script when the panel's header checkbox is unticked."""
+SWITCH_OFF_MESSAGE = ("Hypernetworks off: the Hypernetworks panel's checkbox is unticked, "
+                      "so the prompt's <hypernet:…> tags were not applied")
+
 Handle = Union[lib_hypernet.HypernetHandle, lib_hypernet.HypernetPatch]
 """What applies the stack: hooks on the UNet (A1111, reForge) or the attention patches (Forge 2)."""
 
@@ -131,9 +136,13 @@ class HypernetExtension:
         self.library.set_memory_limit(int(settings.opt("hypernet_memory_limit", 3)))
         default = settings.default_strength()
         tags = [list(params.items) for params in params_list]
-        self._add_setting_hypernetwork(p, tags, default)
-        prepared = self.service.prepare(tags, default_multiplier=default,
-                                        with_hashes=bool(settings.opt("hypernet_infotext_hashes", True)))
+        if getattr(p, SWITCH_ATTR, False) is True:
+            self._switched_off(p, tags)
+            tags = []  # the prompt keeps its tags: only this generation leaves them out
+        else:
+            self._add_setting_hypernetwork(p, tags, default)
+        # Hashes are written once the batch shows what changed something (flush_report), not for every tag.
+        prepared = self.service.prepare(tags, default_multiplier=default, with_hashes=False)
         checkpoint = getattr(shared.sd_model, "sd_checkpoint_info", None)
         prepared.messages += self.service.base_model_messages(
             prepared, getattr(checkpoint, "shorthash", None), getattr(checkpoint, "model_name", None)
@@ -145,13 +154,7 @@ class HypernetExtension:
             self.prepared = None
         else:
             self.use(p, handle, prepared)
-            if self._report_for is not None:
-                self.report.add_applied(prepared.names)
-        if prepared.hashes and isinstance(getattr(p, "extra_generation_params", None), dict):
-            seen = getattr(p, "hypernet_hashes", None) or {}
-            seen.update({name: value for name, value in prepared.hashes if name not in seen})
-            p.hypernet_hashes = seen
-            p.extra_generation_params[infotext.KEY] = infotext.format_hashes(seen.items())
+        self.note(p, self.service.zero_strength_messages(prepared))
         self.say(p, prepared.messages)
         self.save_hashes()
 
@@ -160,6 +163,16 @@ class HypernetExtension:
         handle.compute_dtype = settings.compute_dtype()
         handle.activate(prepared.stack)
         self.prepared = prepared
+
+    def _switched_off(self, p: Any, tags: list[list[Any]]) -> None:
+        """Say that the tags were left out, under the image and in the infotext (pasting it back unticks the switch)."""
+        name = settings.opt("sd_hypernetwork", "None")
+        if not tags and (not name or name == "None"):
+            return  # nothing was left out
+        params = getattr(p, "extra_generation_params", None)
+        if isinstance(params, dict):
+            params[infotext.SWITCH_KEY] = infotext.SWITCH_OFF
+        self.say(p, [SWITCH_OFF_MESSAGE])
 
     def _add_setting_hypernetwork(self, p: Any, tags: list[list[Any]], default: float) -> None:
         """The built-in "Add hypernetwork to prompt" setting (``sd_hypernetwork``)."""
@@ -180,7 +193,36 @@ class HypernetExtension:
         if handle.calls == 0:
             return  # the model was not called since the activation: nothing to say yet
         reports = handle.report(since_activate=True)
+        self._record_applied(p, prepared, self.service.applied_indices(prepared, reports))
         self.say(p, self.service.report_messages(prepared, reports, model_family(shared.sd_model)))
+
+    def _record_applied(self, p: Any, prepared: Prepared, indices: list[int]) -> None:
+        """The report's "applied" list and ``Hypernet hashes``: exactly the entries that changed a layer.
+
+        Runs before the webui writes the batch's infotext (``postprocess_batch``), so pasting it back
+        reproduces the image: an entry that changed nothing has no hash to find again.
+        """
+        if self._report_for is not None and self._report_for() is p:
+            self.report.add_applied([prepared.names[i] for i in indices])
+        if not indices or not settings.opt("hypernet_infotext_hashes", True):
+            return
+        params = getattr(p, "extra_generation_params", None)
+        if not isinstance(params, dict):
+            return
+        seen: dict[str, str] = getattr(p, "hypernet_hashes", None) or {}
+        problems = []
+        for i in indices:
+            name = prepared.names[i]
+            if name in seen:
+                continue
+            try:
+                seen[name] = self.library.shorthash(prepared.files[i])
+            except lib_hypernet.HypernetError as exc:
+                problems.append(f"Hypernet {name}: cannot hash for the infotext: {exc}")
+        if seen:
+            p.hypernet_hashes = seen
+            params[infotext.KEY] = infotext.format_hashes(seen.items())
+        self.say(p, problems)
 
     def deactivate(self, p: Any) -> None:
         self.flush_report(p)
@@ -207,6 +249,13 @@ class HypernetExtension:
             log.warning("hypernetworks: %s", message)
             if settings.opt("hypernet_warnings", True) and hasattr(p, "comment"):
                 p.comment(message)
+
+    def note(self, p: Any, messages: list[str]) -> None:
+        """Like :meth:`say` for what was asked for and is no problem (e.g. a strength of 0): the panel's report only."""
+        if self._report_for is not None and self._report_for() is p:
+            self.report.add_messages(messages)
+        for message in messages:
+            log.info("hypernetworks: %s", message)
 
     def on_step(self, params: Any) -> None:
         if self.handle is not None and self.handle.active:

@@ -132,5 +132,4 @@ class HypernetScript(a1111.HypernetScript):
 
 
 def register() -> HypernetExtension:
-    log.info("hypernetworks: Forge 2 detected; hypernetworks apply as attn1/attn2 patches")
-    return a1111.register(ForgeHypernetExtension())
+    return a1111.register(ForgeHypernetExtension(), "Forge 2 detected; hypernetworks apply as attn1/attn2 patches")

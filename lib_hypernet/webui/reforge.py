@@ -25,5 +25,4 @@ __all__ = ["ExtraNetworkHypernet", "HypernetScript", "current", "register"]
 
 
 def register() -> HypernetExtension:
-    log.info("hypernetworks: reForge detected; hypernetworks apply as attn1/attn2 patches")
-    return a1111.register(ForgeHypernetExtension())
+    return a1111.register(ForgeHypernetExtension(), "reForge detected; hypernetworks apply as attn1/attn2 patches")

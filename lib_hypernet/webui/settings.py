@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 from typing import Any
 
@@ -21,6 +22,13 @@ SECTION = ("hypernet", "Hypernetworks", "sd")
 ``postprocessing`` and ``training``)."""
 
 
+def help_text(text: str) -> str:
+    """``text`` ready for ``OptionInfo.info()``: A1111 inserts a setting's help as HTML (``innerHTML``), where a
+    literal ``<hypernet:…>`` would be taken for a tag and vanish.  Labels need no escaping: gradio shows them as text.
+    """
+    return html.escape(text, quote=False)
+
+
 def register_settings() -> None:
     """Add the settings section (at script load, not in ``on_ui_settings``, so it exists in API-only mode too)."""
     shared.options_templates.update(shared.options_section(SECTION, {
@@ -30,16 +38,16 @@ def register_settings() -> None:
         ),
         "hypernet_memory_limit": shared.OptionInfo(
             3, "Hypernetworks kept loaded in memory", gr.Number, {"precision": 0},
-        ).info("a file that changed on disk is always reloaded"),
+        ).info(help_text("a file that changed on disk is always reloaded")),
         "hypernet_infotext_hashes": shared.OptionInfo(
             True, 'Write "Hypernet hashes" into generation parameters',
-        ).info("lets pasted parameters find a renamed file again"),
+        ).info(help_text("lets pasted parameters find a renamed file again")),
         "hypernet_warnings": shared.OptionInfo(
             True, "Explain hypernetwork problems in the generation info",
-        ).info("missing or broken files, bad tags, a hypernetwork that changed nothing, another base model"),
+        ).info(help_text("missing or broken files, bad tags, a hypernetwork that changed nothing, another base model")),
         "hypernet_precision": shared.OptionInfo(
             "Automatic", "Hypernetwork compute precision", gr.Radio, {"choices": list(PRECISION_CHOICES)},
-        ).info("Automatic = like A1111: the webui's autocast, else float32"),
+        ).info(help_text("Automatic = like A1111: the webui's autocast, else float32")),
     }))
 
 

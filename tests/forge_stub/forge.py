@@ -315,7 +315,9 @@ def process_images(p: Any) -> Processed:
         p.scripts.process(p)
     infotexts: list[str] = []
     output_images: list = []
-    with torch.no_grad():
+    # Forge 2 (processing.py:911) and reForge (:997) run the batch loop under inference_mode, not no_grad:
+    # hypernetworks loaded during extra_networks.activate are made of inference tensors.
+    with torch.inference_mode():
         p.init(p.all_prompts, p.all_seeds, p.all_subseeds)
         for n in range(p.n_iter):
             p.iteration = n
