@@ -285,3 +285,17 @@ def test_help_runs_as_a_script() -> None:
     for option in ("--url", "--browser", "--hn-dir", "--auth"):
         assert option in done.stdout
     assert "Exit status: 0" in done.stdout
+
+
+def test_ctrl_c_still_cleans_up(fake, capsys, monkeypatch) -> None:
+    url, webui = fake
+
+    def interrupted(self) -> None:
+        assert len(list(webui.folder.iterdir())) == 1  # the test sub-folder exists while the checks run
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(live_check.Checker, "run_api", interrupted)
+    assert live_check.main(["--url", url, *FAST]) == 130
+    out = capsys.readouterr().out
+    assert "INTERRUPTED" in out and rows(out)["clean-up"] == "PASS"
+    assert list(webui.folder.iterdir()) == []

@@ -385,36 +385,54 @@ class Checker:
 
     # -------------------------------------------------------------- the checks
     def run_api(self) -> None:
-        r = self.report
-        if self.args.quick:  # routes only (the generation checks are the point; this is for a fast look)
-            self.list_route()
-            self.convert()
-            return
-        plain = self.generate("plain", "")
-        r.add("plain generation", "HTTP 200, an image", plain.ok,
-              f"200, {plain.pixels.width}x{plain.pixels.height}, {plain.seconds:.0f} s" if plain.pixels else plain.why_not())
-        self.generate("tag", self.tag("a"))
+        """Each check guarded: a dead server or an odd answer is that check's FAIL, and the next ones still run."""
+        quick = [("list route after use", self.list_route), ("convert route on a used file", self.convert)]
+        for label, check in quick if self.args.quick else [
+            ("plain generation", self.plain),
+            ("tag changes the image", self.single),
+            (":0 = plain", lambda: self.same_as("zero", self.tag("a", "0"), ":0 = plain", "plain")),
+            ("stack a+b", lambda: self.differs("stack", self.tag("a") + self.tag("b"), "stack a+b", "tag",
+                                               "differs from the tag alone")),
+            ("self=0:cross=0 = plain", lambda: self.same_as("selfcross", self.tag("a", "0.8:self=0:cross=0"),
+                                                            "self=0:cross=0 = plain", "plain")),
+            ("start=0.99 = plain", lambda: self.same_as("start", self.tag("a", "0.8:start=0.99"),
+                                                        f"start=0.99 ({self.args.steps} steps) = plain", "plain")),
+            ("missing file", self.missing),
+            ("truncated file + good one", lambda: self.same_as("trunc", self.tag("trunc") + self.tag("a"),
+                                                               "truncated file + good one", "tag")),
+            ("plain again", lambda: self.same_as("plain again", "", "plain again (nothing left on)", "plain")),
+            *quick,
+            ("png-info paste-back", self.paste_back),
+        ]:
+            self.guard(label, check)
+
+    def guard(self, label: str, check: Any) -> None:
+        try:
+            check()
+        except Exception as exc:
+            self.report.add(label, "no error in the tool", False, f"{type(exc).__name__}: {exc}"[:500])
+
+    def plain(self) -> None:
+        gen = self.generate("plain", "")
+        self.report.add("plain generation", "HTTP 200, an image", gen.ok,
+                        f"200, {gen.pixels.width}x{gen.pixels.height}, {gen.seconds:.0f} s" if gen.pixels else gen.why_not())
+
+    def single(self) -> None:
+        tag = self.generate("tag", self.tag("a"))
         self.compare("tag changes the image", "tag", "plain", False, "differs from plain")
-        tag = self.gens["tag"]
         want = f"{self.name('a')}: {self.shorthash('a')}"
-        r.add("Hypernet hashes", f"infotext has {want}", want in tag.infotext,
-              _field(tag.infotext, "Hypernet hashes") or (tag.why_not() if not tag.ok else "no Hypernet hashes in the infotext"))
-        self.generate("zero", self.tag("a", "0"))
-        self.compare(":0 = plain", "zero", "plain", True, "bit-identical to plain")
-        self.generate("stack", self.tag("a") + self.tag("b"))
-        self.compare("stack a+b", "stack", "tag", False, "differs from the tag alone")
-        self.generate("selfcross", self.tag("a", "0.8:self=0:cross=0"))
-        self.compare("self=0:cross=0 = plain", "selfcross", "plain", True, "bit-identical to plain")
-        self.generate("start", self.tag("a", "0.8:start=0.99"))
-        self.compare(f"start=0.99 ({self.args.steps} steps) = plain", "start", "plain", True, "bit-identical to plain")
-        self.missing()
-        self.generate("trunc", self.tag("trunc") + self.tag("a"))
-        self.compare("truncated file + good one", "trunc", "tag", True, "200, same as the good tag alone")
-        self.generate("plain again", "")
-        self.compare("plain again (nothing left on)", "plain again", "plain", True, "bit-identical to plain")
-        self.list_route()
-        self.paste_back()
-        self.convert()
+        self.report.add("Hypernet hashes", f"infotext has {want}", want in tag.infotext,
+                        _field(tag.infotext, "Hypernet hashes")
+                        or (tag.why_not() if not tag.ok else "no Hypernet hashes in the infotext"))
+
+    def same_as(self, label: str, tags: str, check: str, other: str) -> None:
+        self.generate(label, tags)
+        self.compare(check, label, other, True, "bit-identical to " + ("plain" if other.startswith("plain") else
+                                                                      "the good tag alone"))
+
+    def differs(self, label: str, tags: str, check: str, other: str, expected: str) -> None:
+        self.generate(label, tags)
+        self.compare(check, label, other, False, expected)
 
     def missing(self) -> None:
         r = self.report
@@ -738,6 +756,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, terminate)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # also where a shell started us ignoring it
     interrupted = False
     if not args.quiet:
         print(f"sd-webui-hypernet live check against {args.url} (test files: {checker.token}_*)", file=sys.stderr, flush=True)
@@ -749,12 +768,15 @@ def main(argv: list[str] | None = None) -> int:
                     run_browser(checker, args.chromium)
             elif args.browser:
                 report.add("browser", "after the API checks", False, "skipped: the set-up failed")
+        except Exception as exc:  # e.g. the webui went away during the set-up: a row, then the clean-up
+            report.add("live check", "no error in the tool", False, f"{type(exc).__name__}: {exc}"[:500])
         finally:
             checker.cleanup()
     except KeyboardInterrupt:
         interrupted = True
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     host = f", webui version {checker.version}" if checker.version else ""
     print(f"\nsd-webui-hypernet live check: {args.url}{host}")
     if checker.root is not None:
