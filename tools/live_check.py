@@ -401,8 +401,9 @@ class Checker:
             ("truncated file + good one", lambda: self.same_as("trunc", self.tag("trunc") + self.tag("a"),
                                                                "truncated file + good one", "tag")),
             ("plain again", lambda: self.same_as("plain again", "", "plain again (nothing left on)", "plain")),
-            *quick,
-            ("png-info paste-back", self.paste_back),
+            ("list route after use", self.list_route),
+            ("png-info paste-back", self.paste_back),  # before the convert: then the name means the .safetensors,
+            ("convert route on a used file", self.convert),  # and a pasted tag follows its recorded hash to the .pt
         ]:
             self.guard(label, check)
 
