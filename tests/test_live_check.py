@@ -39,7 +39,7 @@ sys.modules["live_check"] = live_check  # dataclasses look their module up
 _spec.loader.exec_module(live_check)
 
 TAG_RE = re.compile(r"<hypernet:([^:>]+)(?::([^>]*))?>")
-FAST = ["--sizes", "320", "--quiet", "--timeout", "60"]  # small test files (a few MB)
+FAST = ["--sizes", "320", "--quiet", "--timeout", "60", "--wait", "0"]  # small test files (a few MB)
 
 
 def png(pixels: bytes, size: int, text: str) -> bytes:
@@ -299,3 +299,15 @@ def test_ctrl_c_still_cleans_up(fake, capsys, monkeypatch) -> None:
     out = capsys.readouterr().out
     assert "INTERRUPTED" in out and rows(out)["clean-up"] == "PASS"
     assert list(webui.folder.iterdir()) == []
+
+
+def test_waits_for_a_starting_webui(fake, capsys) -> None:
+    url, webui = fake
+    webui.bugs = {"no_extension"}  # the webui's own API answers, the extension's routes come a moment later
+    timer = threading.Timer(1.5, webui.bugs.clear)
+    timer.start()
+    try:
+        assert live_check.main(["--url", url, *FAST, "--quick", "--wait", "30"]) == 0
+    finally:
+        timer.cancel()
+    assert set(rows(capsys.readouterr().out).values()) == {"PASS"}

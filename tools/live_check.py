@@ -354,11 +354,21 @@ class Checker:
 
     def setup(self) -> bool:
         r = self.report
-        try:
-            status, items = self.listing()
-        except (OSError, urllib.error.URLError) as exc:
-            return r.add("webui reachable", f"an answer from {self.args.url}", False,
-                         f"{exc} (is the webui running? started with --api? right --url?)")
+        deadline = time.monotonic() + self.args.wait
+        while True:  # a webui that is still starting answers its own API before the extension's routes exist
+            try:
+                status, items = self.listing()
+            except (OSError, urllib.error.URLError) as exc:
+                if time.monotonic() < deadline:
+                    time.sleep(3)
+                    continue
+                return r.add("webui reachable", f"an answer from {self.args.url}", False,
+                             f"{exc} (is the webui running? started with --api? right --url?)")
+            if status != 404 or time.monotonic() >= deadline:
+                break
+            if not r.quiet:
+                print(f"       {PREFIX}/hypernetworks: 404, waiting (up to --wait {self.args.wait:g} s)", file=sys.stderr)
+            time.sleep(3)
         if status != 200:
             hint = " (the extension is not installed or not enabled)" if status == 404 else ""
             return r.add("extension answers", f"GET {PREFIX}/hypernetworks: 200", False, describe_error(status, items) + hint)
@@ -738,6 +748,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=4, help="sampling steps per image (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1234, help="seed of every image and of the test files (default: %(default)s)")
     parser.add_argument("--noise", type=float, default=0.05, help="N(0, NOISE) added to the test weights (default: %(default)s)")
+    parser.add_argument("--wait", type=float, default=60,
+                        help="seconds to wait for a starting webui and the extension's routes (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per HTTP request (default: %(default)s)")
     parser.add_argument("--chromium", default=CHROMIUM, help="Chromium for --browser (default: %(default)s, else Playwright's)")
     parser.add_argument("--quick", action="store_true", help="no image generations: files and routes (and --browser) only")
