@@ -1,4 +1,4 @@
-"""File hashes as A1111 computes them, and a path-keyed hash cache.
+"""File hashes as A1111 computes them: sha256, the short hash, the legacy model hash.
 
 * :func:`sha256` — the whole file in 1 MiB blocks (A1111's ``calculate_sha256``).
 * :func:`shorthash` — its first 10 hex characters (what A1111 shows for hypernetworks).
