@@ -542,6 +542,31 @@ def nesting_ok(root: Any, limit: int = MAX_NESTING) -> bool:
     return True
 
 
+def tensor_elements(root: Any) -> int:
+    """How many tensor elements a walk of ``root`` meets, counting a tensor once per place it appears.
+
+    Linear in the number of containers (a container reached twice through a memo reference is
+    summed once and its total reused), so a "billion laughs" structure costs nothing to measure;
+    ``root`` must already have passed :func:`check_nesting` (bounded depth, no cycle).
+    """
+    totals: dict[int, int] = {}
+
+    def walk(obj: Any) -> int:
+        if isinstance(obj, TensorRef):
+            numel = 1
+            for dim in obj.size:
+                numel *= dim
+            return numel
+        if not isinstance(obj, _CONTAINERS):
+            return 0
+        known = totals.get(id(obj))
+        if known is None:
+            known = totals[id(obj)] = sum(walk(child) for child in _children(obj))
+        return known
+
+    return walk(root)
+
+
 def check_nesting(value: Any, path: str | None, limit: int = MAX_NESTING) -> None:
     """Raise :class:`HypernetFormatError` when ``value`` nests deeper than ``limit`` or contains itself."""
     if not nesting_ok(value, limit):
