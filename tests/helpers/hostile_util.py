@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 import os
+import pickle
 import resource
 import struct
 import subprocess
