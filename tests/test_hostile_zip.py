@@ -228,3 +228,42 @@ def test_zip64_records_of_torch_are_read(tmp_path: Path) -> None:
     path = tmp_path / "z64.pt"
     path.write_bytes(bytes(data))
     _refused(path, "disagree")
+
+
+def _storage_entry(entries: list[Entry]) -> Entry:
+    return next(e for e in entries if e.name.split(b"/", 1)[1].startswith(b"data/"))
+
+
+def test_directory_attribute_on_a_storage_is_refused(tmp_path: Path) -> None:
+    """miniz reads an entry whose DOS attributes say "directory" as an uninitialised buffer: the checker CRC-checked
+    the real bytes, torch returns process memory (which convert would then write into a .safetensors)."""
+    entries = zip_entries(_good_zip())
+    storage = _storage_entry(entries)
+    # Make the stored weights recognisable, so what torch returns instead is visible.
+    storage.data = bytes(range(256)) * (len(storage.data) // 256) + bytes(len(storage.data) % 256)
+    plain = tmp_path / "plain.pt"
+    plain.write_bytes(build_zip(entries))
+    storage.external_attr = 0x10
+    path = tmp_path / "dir_bit.pt"
+    path.write_bytes(build_zip(entries))
+    # The differential is real: torch does not return the bytes the checker saw.
+    import torch
+
+    seen = torch.load(plain, weights_only=True)[8][0]["linear.0.weight"]
+    loaded = torch.load(path, weights_only=True)[8][0]["linear.0.weight"]
+    assert not torch.equal(seen, loaded)
+    _refused(path, "directory")
+
+
+@pytest.mark.parametrize(("mode", "accepted"), [(0o100644, True), (0, True), (0o120777, False), (0o040755, False),
+                                                (0o010644, False)], ids=["regular", "no-mode", "symlink", "dir", "fifo"])
+def test_unix_file_types(mode: int, accepted: bool, tmp_path: Path) -> None:
+    entries = zip_entries(_good_zip())
+    for entry in entries:
+        entry.made_by, entry.external_attr = (3 << 8) | 20, mode << 16
+    path = tmp_path / "unix.pt"
+    path.write_bytes(build_zip(entries))
+    if accepted:
+        assert lib_hypernet.load(path).widths == [8]
+    else:
+        _refused(path, "not a regular file")

@@ -171,6 +171,9 @@ class _Scanner:
         self.stack: list[Any] = []
         self.marks: list[list[Any]] = []
         self.result = ScanResult(None, start)
+        # Legacy files: torch keeps root storages and views in ONE table keyed by name, and the first
+        # object stored under a name wins; so a name may mean one thing only (view key -> (root, offset, size)).
+        self.view_keys: dict[str, tuple[str, int, int]] = {}
 
     # ------------------------------------------------------------------ reading
     def read(self, n: int) -> bytes:
@@ -393,6 +396,7 @@ class _Scanner:
                 raise _bad(self.path, f"storage view {_short(view)} is malformed")
             if view[1] + view[2] > numel:
                 raise _bad(self.path, "a storage view outside its storage")
+        self.check_names(key, view)
         ref = StorageRef(storage_type.name, key, location, numel, view)
         known = self.result.storages.get(key)
         if known is None:
@@ -401,6 +405,20 @@ class _Scanner:
         if (known.type_name, known.numel) != (ref.type_name, ref.numel):
             raise _bad(self.path, f"storage {key} is referenced with two different types or sizes")
         return known if view == known.view else ref
+
+    def check_names(self, root: str, view: tuple[str, int, int] | None) -> None:
+        """Refuse a name that torch's legacy loader would resolve to another object than the one checked."""
+        if root in self.view_keys:
+            raise _bad(self.path, f"storage {root} is also the name of a view (torch would load the view's data)")
+        if view is None:
+            return
+        view_key, offset, size = view
+        if view_key in self.result.storages or view_key == root:
+            raise _bad(self.path, f"view {view_key} has the name of a storage (torch would load that storage)")
+        known = self.view_keys.setdefault(view_key, (root, offset, size))
+        if known != (root, offset, size):
+            raise _bad(self.path, f"view {view_key} is used with two different storages, offsets or sizes "
+                                  "(torch would load the first one for both)")
 
     def reduce(self, func: GlobalRef, args: tuple[Any, ...]) -> Any:
         target = (func.module, func.name)
@@ -452,7 +470,8 @@ class _Scanner:
             and isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride) <= 64
             and all(type(x) is int and 0 <= x <= MAX_NUMEL for x in size + stride)
             and isinstance(requires_grad, bool) and isinstance(hooks, OrderedDict) and not hooks
-            and (len(args) == 6 or args[6] is None or isinstance(args[6], dict))
+            # torch.save writes no metadata for a plain tensor; {"neg": True} would load negated weights
+            and (len(args) == 6 or args[6] is None or args[6] == {})
         )
         if not ok:
             raise _bad(self.path, "a malformed tensor (storage, offset, shape, strides)")
@@ -521,6 +540,31 @@ def nesting_ok(root: Any, limit: int = MAX_NESTING) -> bool:
         if stack:
             stack[-1][2] = max(stack[-1][2], below + 1)
     return True
+
+
+def tensor_elements(root: Any) -> int:
+    """How many tensor elements a walk of ``root`` meets, counting a tensor once per place it appears.
+
+    Linear in the number of containers (a container reached twice through a memo reference is
+    summed once and its total reused), so a "billion laughs" structure costs nothing to measure;
+    ``root`` must already have passed :func:`check_nesting` (bounded depth, no cycle).
+    """
+    totals: dict[int, int] = {}
+
+    def walk(obj: Any) -> int:
+        if isinstance(obj, TensorRef):
+            numel = 1
+            for dim in obj.size:
+                numel *= dim
+            return numel
+        if not isinstance(obj, _CONTAINERS):
+            return 0
+        known = totals.get(id(obj))
+        if known is None:
+            known = totals[id(obj)] = sum(walk(child) for child in _children(obj))
+        return known
+
+    return walk(root)
 
 
 def check_nesting(value: Any, path: str | None, limit: int = MAX_NESTING) -> None:

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 
 from ..errors import HypernetError, HypernetFormatError
 from .fileview import Buffer, FileView, open_regular
-from .pickle_scan import ALLOWED_GLOBALS, ScanResult, list_globals, scan_pickle
+from .pickle_scan import ALLOWED_GLOBALS, ScanResult, list_globals, scan_pickle, tensor_elements
 from .zip_layout import ZipLayout, read_zip_layout
 
 __all__ = [
@@ -120,6 +120,7 @@ def _inspect_zip(buf: Buffer, path: str) -> TorchFileInfo:
                 "(torch would read past it or allocate for nothing)",
                 path,
             )
+    check_materialised_size(result, path)
     byteorder = layout.records.get("byteorder")
     if byteorder is not None and _record(buf, layout, "byteorder", path) not in (b"little", b"big"):
         raise HypernetFormatError("not a readable PyTorch file (its byteorder record is neither little nor big)", path)
@@ -162,7 +163,32 @@ def _inspect_legacy(buf: Buffer, path: str) -> TorchFileInfo:
     main = scan_pickle(buf, path, sys_info.end, persistent_ids="legacy")
     keys = scan_pickle(buf, path, main.end)
     _check_legacy_storages(buf, path, main, keys)
+    check_materialised_size(main, path)
     return TorchFileInfo("legacy", main.value)
+
+
+LOADED_ELEMENT_SIZE = 4
+"""Every weight is decoded into float32 (4 bytes an element), one tensor at a time."""
+MATERIALISED_SLACK = 16 << 20
+
+
+def check_materialised_size(result: ScanResult, path: str) -> None:
+    """Refuse a file whose tensors, decoded, would take far more memory than its storages hold.
+
+    Views share their storage when torch loads them, but each tensor becomes its own float32 copy
+    when it is decoded: thousands of views of one float16 storage turn a few MB into gigabytes.
+    A tensor reached twice through the pickle's memo counts twice (it is decoded twice).
+    Files torch.save writes have one storage per tensor, so decoding at most doubles them (float16
+    → float32); the bound allows that, plus some sharing (tied weights), and nothing more.
+    """
+    stored = sum(s.nbytes for s in result.storages.values())
+    decoded = tensor_elements(result.value) * LOADED_ELEMENT_SIZE
+    if decoded > 2 * stored + MATERIALISED_SLACK:
+        raise HypernetFormatError(
+            f"refused: its tensors would take {decoded / 2**20:,.0f} MiB once decoded from {stored / 2**20:,.1f} MiB "
+            "of stored data (many tensors viewing the same bytes; torch.save never writes that)",
+            path,
+        )
 
 
 def _check_legacy_storages(buf: Buffer, path: str, main: ScanResult, keys: ScanResult) -> None:

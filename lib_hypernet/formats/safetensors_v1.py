@@ -198,17 +198,32 @@ def write_safetensors(path: str | os.PathLike[str], raw: dict[Any, Any], source_
     """Atomically write an A1111-layout dict (as produced by ``Hypernetwork.state_dict()``) as v1 safetensors."""
     tensors: dict[str, torch.Tensor] = {}
     metadata = {"format": FORMAT_MARKER, "format_version": FORMAT_VERSION}
+    storages: set[int] = set()
     for key, value in raw.items():
         if isinstance(key, int) and not isinstance(key, bool):
             for branch, state in zip("kv", value):
                 for param, tensor in state.items():
-                    tensors[f"{key}.{branch}.{param}"] = tensor.detach().to("cpu").contiguous()
+                    tensors[f"{key}.{branch}.{param}"] = _own_storage(tensor.detach().to("cpu").contiguous(), storages)
         elif key in FIELDS:
             metadata[key] = json.dumps(value)
     if source_sha256:
         metadata["source_sha256"] = source_sha256
     data = _canonical_header(safetensors_save(tensors, metadata=metadata))
     atomic_write(path, lambda f: f.write(data))
+
+
+def _own_storage(tensor: torch.Tensor, seen: set[int]) -> torch.Tensor:
+    """``tensor``, or a copy when it shares its storage with another tensor or views part of a larger one.
+
+    safetensors stores each tensor's bytes once and refuses shared memory ("Some tensors share
+    memory"); a valid ``.pt`` may tie weights or save views, and converting it must still work.
+    """
+    storage = tensor.untyped_storage()
+    if storage.data_ptr() in seen or storage.nbytes() != tensor.numel() * tensor.element_size():
+        tensor = tensor.clone()
+        storage = tensor.untyped_storage()
+    seen.add(storage.data_ptr())
+    return tensor
 
 
 def _canonical_header(data: bytes) -> bytes:

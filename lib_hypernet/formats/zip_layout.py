@@ -14,6 +14,9 @@ never loaded.  :func:`read_zip_layout` therefore accepts only zips on which ever
   possible), unencrypted, with equal compressed and uncompressed sizes that fit inside the file, a
   local header whose name and method equal the central one, a CRC that matches its bytes, and a data
   region that overlaps no other entry's;
+* every entry is a plain file to every reader: no DOS directory or volume-label attribute bit
+  (miniz treats an entry with bit 0x10 as a directory and returns an *uninitialised* buffer for
+  it instead of its bytes) and, when made on Unix, no file type other than a regular file;
 * names are printable ASCII (or flagged and valid UTF-8), unique even ignoring case, and all share
   the first entry's ``<prefix>/`` (the record prefix torch uses).
 
@@ -43,6 +46,10 @@ MAX_ENTRIES = 100_000
 _CRC_CHUNK = 16 << 20
 # Flag bits torch.save (miniz) sets: 3 (sizes in a data descriptor) and 11 (UTF-8 names).
 _ALLOWED_FLAGS = (1 << 3) | (1 << 11)
+# DOS attribute bits miniz (or another reader) could take as "not a file": directory, volume label.
+_DOS_NOT_A_FILE = 0x10 | 0x08
+_UNIX_MADE_BY = 3
+_UNIX_REGULAR_FILE = 0o100000
 _SATURATED32 = 0xFFFFFFFF
 _SATURATED16 = 0xFFFF
 _RECORD_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*\Z")
@@ -139,8 +146,8 @@ def _read_central_directory(buf: Buffer, path: str, pos: int, end: int, count: i
     for _ in range(count):
         if pos + _CENTRAL.size > end:
             raise _refuse(path, "the central directory is shorter than its entry count")
-        (sig, _made, _need, flags, method, _time, _date, crc, csize, usize, nlen, elen, clen, disk, _iattr,
-         _eattr, offset) = _CENTRAL.unpack(buf[pos:pos + _CENTRAL.size])
+        (sig, made_by, _need, flags, method, _time, _date, crc, csize, usize, nlen, elen, clen, disk, _iattr,
+         external_attr, offset) = _CENTRAL.unpack(buf[pos:pos + _CENTRAL.size])
         if sig != b"PK\x01\x02":
             raise _refuse(path, "a damaged central directory entry")
         name_at = pos + _CENTRAL.size
@@ -155,6 +162,7 @@ def _read_central_directory(buf: Buffer, path: str, pos: int, end: int, count: i
             raise _refuse(path, f"entry {raw_name!r} is compressed (method {method}); torch.save only stores")
         if clen or disk:
             raise _refuse(path, "an entry comment or disk number")
+        _check_attributes(raw_name, made_by, external_attr, path)
         usize, csize, offset = _zip64_values(extra, usize, csize, offset, path)
         if max(usize, csize) > end:
             raise _corrupt(path, f"entry {raw_name[:60]!r} declares {max(usize, csize)} bytes, more than the file holds")
@@ -164,6 +172,15 @@ def _read_central_directory(buf: Buffer, path: str, pos: int, end: int, count: i
     if pos != end:
         raise _refuse(path, "bytes between the central directory and the end record")
     return entries
+
+
+def _check_attributes(raw_name: bytes, made_by: int, external_attr: int, path: str) -> None:
+    """Refuse an entry that some reader would not read as a plain file (torch.save writes 0 here)."""
+    if external_attr & _DOS_NOT_A_FILE:
+        raise _refuse(path, f"entry {raw_name[:60]!r} is marked as a directory (attributes {external_attr:#x})")
+    file_type = (external_attr >> 16) & 0o170000
+    if made_by >> 8 == _UNIX_MADE_BY and file_type not in (0, _UNIX_REGULAR_FILE):
+        raise _refuse(path, f"entry {raw_name[:60]!r} is not a regular file (Unix mode {external_attr >> 16:#o})")
 
 
 def _zip64_values(extra: bytes, usize: int, csize: int, offset: int, path: str) -> tuple[int, int, int]:

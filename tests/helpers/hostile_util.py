@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import resource
 import struct
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import textwrap
 import zipfile
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,8 @@ class Entry:
     stored: bytes | None = None  # the bytes actually written (default: data, compressed when method == 8)
     declared_size: int | None = None  # the size written in the central directory (default: the real one)
     local_name: bytes | None = None
+    external_attr: int = 0  # torch.save writes 0
+    made_by: int = 20  # the "version made by" field: high byte = the host system (0 DOS, 3 Unix)
     offset: int = field(default=0, init=False)
 
 
@@ -66,8 +70,8 @@ def _central(entry: Entry) -> bytes:
     assert entry.stored is not None
     size = entry.declared_size if entry.declared_size is not None else len(entry.data)
     csize = entry.declared_size if entry.declared_size is not None else len(entry.stored)
-    return struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, entry.flags, entry.method, 0, 0,
-                       zlib.crc32(entry.data), csize, size, len(entry.name), 0, 0, 0, 0, 0,
+    return struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", entry.made_by, 20, entry.flags, entry.method, 0, 0,
+                       zlib.crc32(entry.data), csize, size, len(entry.name), 0, 0, 0, 0, entry.external_attr,
                        entry.offset) + entry.name
 
 
@@ -252,3 +256,62 @@ def assert_refused(
         assert any(k.lower() in text for k in keywords), f"none of {keywords} in {err}"
     assert err is not None
     return err
+
+
+# ---------------------------------------------------------------------------- crafted legacy files
+class LegacyStorage:
+    """A storage reference written as ``persistent_id`` exactly as given (legacy: a 6-tuple)."""
+
+    def __init__(self, dtype_name: str, key: str, numel: int, view: tuple[str, int, int] | None = None) -> None:
+        self.pid = ("storage", getattr(torch, dtype_name), key, "cpu", numel, view)
+
+
+class LegacyTensor:
+    """A tensor pickled as ``_rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict()[, metadata])``."""
+
+    def __init__(self, storage: LegacyStorage, offset: int, size: tuple[int, ...], stride: tuple[int, ...],
+                 metadata: Any = "absent") -> None:
+        self.args: tuple[Any, ...] = (storage, offset, size, stride, False, OrderedDict())
+        if metadata != "absent":
+            self.args += (metadata,)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+def legacy_file(obj: Any, blocks: dict[str, tuple[int, bytes]]) -> bytes:
+    """A legacy-format torch file: the three header pickles, ``obj`` (whose storages are written as the given
+    persistent ids), the list of storage keys, then each key's data block (``blocks[key] = (numel, bytes)``)."""
+
+    class _Pickler(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return obj.pid if isinstance(obj, LegacyStorage) else None
+
+    main = io.BytesIO()
+    _Pickler(main, protocol=2).dump(obj)
+    out = legacy_prefix() + main.getvalue() + pickle.dumps(list(blocks), protocol=2)
+    for numel, data in blocks.values():
+        out += struct.pack("<q", numel) + data
+    return out
+
+
+def legacy_hn(raw: dict[Any, Any] | None = None) -> tuple[dict[Any, Any], dict[str, tuple[int, bytes]]]:
+    """``raw`` (default ``good_raw()``) with every tensor as a :class:`LegacyTensor` on a storage of its own
+    (keys "0", "1", …), and the data blocks: ``legacy_file(*legacy_hn())`` is a loadable legacy file."""
+    raw = good_raw() if raw is None else raw
+    blocks: dict[str, tuple[int, bytes]] = {}
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            key = str(len(blocks))
+            t = value.detach().contiguous()
+            blocks[key] = (t.numel(), t.numpy().tobytes())
+            name = {torch.float32: "FloatStorage", torch.float64: "DoubleStorage", torch.float16: "HalfStorage"}[t.dtype]
+            return LegacyTensor(LegacyStorage(name, key, t.numel()), 0, tuple(t.shape), tuple(t.stride()))
+        if isinstance(value, dict):
+            return type(value)((k, convert(v)) for k, v in value.items())
+        if isinstance(value, (tuple, list)):
+            return type(value)(convert(v) for v in value)
+        return value
+
+    return convert(raw), blocks
