@@ -170,6 +170,18 @@ def test_a_simple_cross_site_post_converts_nothing(booted, content_type):
     assert response.status_code == 415 and "application/json" in response.json()["detail"]
 
 
+def test_a_cross_site_post_without_content_type_converts_nothing(booted):
+    """``fetch(url, {method: "POST", body: new Blob([json])})`` sends no Content-Type (no preflight either), and
+    FastAPI reads such a body as JSON: only the Origin tells it from curl."""
+    client = booted(args=["--api"])
+    request = client.build_request("POST", "/hypernet/v1/convert", content=b'{"name": "x"}',
+                                   headers={"Origin": "http://evil.example"})
+    assert "content-type" not in request.headers
+    assert client.send(request).status_code == 403 and not _converted()
+    del request.headers["origin"]
+    assert client.send(request).status_code == 200 and _converted()  # curl -d without -H: unchanged
+
+
 @pytest.mark.parametrize("path", ["/hypernet/v1/convert", "/hypernet/v1/refresh"])
 def test_a_post_from_another_origin_is_refused(booted, path, caplog):
     client = booted(args=["--api"])
