@@ -28,7 +28,7 @@ FILES = {
 
 @pytest.fixture
 def panel_url(tmp_path: Path, fixtures_dir: Path):
-    from lib_hypernet.ui.standalone import build_app, make_source
+    from lib_hypernet.ui.standalone import build_app, make_source, serve
 
     folder = tmp_path / "hypernetworks"
     for src, dst in FILES.items():
@@ -36,7 +36,7 @@ def panel_url(tmp_path: Path, fixtures_dir: Path):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(fixtures_dir / src, target)
     app = build_app(make_source(folder, tmp_path / "cache"))
-    _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, show_api=False)
+    _, url, _ = serve(app, host="127.0.0.1", prevent_thread_lock=True, quiet=True)  # as the command serves it
     try:
         yield url, folder
     finally:
@@ -152,6 +152,38 @@ window.__switched = [];
 window.switch_to_txt2img = () => window.__switched.push('txt2img');
 window.switch_to_img2img = () => window.__switched.push('img2img');
 """
+
+
+EVIL_PAGE = """<!doctype html><script>
+window.attack = (panel) => new Promise((resolve) => {
+  const ws = new WebSocket(panel.replace('http', 'ws') + 'queue/join');
+  ws.onmessage = (e) => resolve('opened: ' + e.data);
+  ws.onerror = () => resolve('refused');
+});
+</script>"""
+
+
+def test_another_page_in_the_browser_cannot_use_the_queue(panel_url, page, tmp_path: Path) -> None:
+    """The reported attack: a page of another origin opens the panel's queue WebSocket (CORS does not apply)."""
+    import functools
+    import http.server
+    import threading
+
+    url, folder = panel_url
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text(EVIL_PAGE, encoding="utf-8")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as evil:
+        threading.Thread(target=evil.serve_forever, daemon=True).start()
+        try:
+            page.goto(f"http://127.0.0.1:{evil.server_address[1]}/index.html")  # same machine, another origin
+            assert page.evaluate("(panel) => window.attack(panel)", url) == "refused"
+        finally:
+            evil.shutdown()
+    page.goto(url)  # the panel's own page opens the same WebSocket
+    assert page.evaluate(EVIL_PAGE.split("<script>")[1].split("</script>")[0] + "; window.attack(location.href)") \
+        == 'opened: {"msg": "send_hash"}'
+    assert sorted(p.name for p in folder.rglob("*")) == sorted({"styles", *(Path(d).name for d in FILES.values())})
 
 
 def test_webui_tab_sends_the_tag_to_txt2img(tmp_path: Path, page) -> None:

@@ -149,3 +149,71 @@ def test_huge_names_are_cut_short(booted):
     # a long name under the cap still gets a short echo
     response = client.get("/hypernet/v1/hypernetworks/" + "x" * 1000)
     assert response.status_code == 404 and len(response.json()["detail"]) < 600
+
+
+# ---------------------------------------------------------------------------- cross-site requests (issue 15 item 7)
+def _converted() -> bool:
+    return os.path.exists(os.path.join(wu.hn_dir(), "x.safetensors"))
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=b"])
+def test_a_simple_cross_site_post_converts_nothing(booted, content_type):
+    """What a form or a fetch without preflight sends: a JSON text under a content type that needs no preflight."""
+    client = booted(args=["--api"])
+    body = b'{"name": "x", "overwrite": true}'
+    for origin in ({}, {"Origin": "http://evil.example"}):
+        response = client.post("/hypernet/v1/convert", content=body, headers={"Content-Type": content_type, **origin})
+        assert response.status_code in (403, 415), response.text
+        assert not _converted()
+    response = client.post("/hypernet/v1/convert", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == 415 and "application/json" in response.json()["detail"]
+
+
+def test_a_cross_site_post_without_content_type_converts_nothing(booted):
+    """``fetch(url, {method: "POST", body: new Blob([json])})`` sends no Content-Type (no preflight either), and
+    FastAPI reads such a body as JSON: only the Origin tells it from curl."""
+    client = booted(args=["--api"])
+    request = client.build_request("POST", "/hypernet/v1/convert", content=b'{"name": "x"}',
+                                   headers={"Origin": "http://evil.example"})
+    assert "content-type" not in request.headers
+    assert client.send(request).status_code == 403 and not _converted()
+    del request.headers["origin"]
+    assert client.send(request).status_code == 200 and _converted()  # curl -d without -H: unchanged
+
+
+@pytest.mark.parametrize("path", ["/hypernet/v1/convert", "/hypernet/v1/refresh"])
+def test_a_post_from_another_origin_is_refused(booted, path, caplog):
+    client = booted(args=["--api"])
+    with caplog.at_level(logging.WARNING, logger="lib_hypernet.webui.routes"):
+        for origin in ("http://evil.example", "null", "http://testserver.evil.example", "https://testserver"):
+            response = _call(client, "post", path, headers={"Origin": origin})
+            assert response.status_code == 403, (origin, response.text)
+            assert "another web page" in response.json()["detail"]
+    assert not _converted()
+    assert any("evil.example" in r.getMessage() for r in caplog.records)
+    # the webui's own page (Origin = the Host it was reached by) and clients that send no Origin
+    assert _call(client, "post", path, headers={"Origin": "http://testserver"}).status_code == 200
+    assert _call(client, "post", "/hypernet/v1/refresh").status_code == 200
+
+
+def test_cors_allow_origins_are_honoured(booted):
+    client = booted(args=["--api", "--cors-allow-origins", "http://app.example,http://other.example:8080",
+                          "--cors-allow-origins-regex", r"https://.*\.tools\.example"])
+    for origin in ("http://evil.example", "http://app.example:8080", "https://tools.example.evil.example"):
+        assert _call(client, "post", "/hypernet/v1/convert", headers={"Origin": origin}).status_code == 403, origin
+    assert not _converted()
+    for origin in ("http://other.example:8080", "https://a.tools.example"):
+        assert _call(client, "post", "/hypernet/v1/refresh", headers={"Origin": origin}).status_code == 200, origin
+    assert _call(client, "post", "/hypernet/v1/convert", headers={"Origin": "http://app.example"}).status_code == 200
+    assert _converted()
+
+
+def test_the_origin_check_comes_before_the_login(booted):
+    """A foreign page gets 403 even with the user's login (the UI's cookie is sent along cross-site)."""
+    client = booted(args=["--api", "--gradio-auth", "alice:wonder"])
+    client.app.tokens["tok123"] = "alice"
+    client.cookies.set("access-token", "tok123")
+    assert _call(client, "post", "/hypernet/v1/convert", headers={"Origin": "http://evil.example"}).status_code == 403
+    assert not _converted()
+    assert _call(client, "post", "/hypernet/v1/convert").status_code == 200  # JSON without Origin: unchanged

@@ -19,6 +19,7 @@ from ..library.folder import HypernetLibrary
 from ..library.source import LibrarySource
 from . import compat
 from .library_panel import PANEL_CSS, build_library_panel
+from .origin import LOOPBACK_NAMES, SameOriginGuard, normalize_host
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -53,3 +54,29 @@ def build_app(source: LibrarySource) -> Any:
         panel.fill_on_load(app)
     compat.queue(app)
     return app
+
+
+def serve(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    auth: tuple[str, str] | None = None,
+    inbrowser: bool = False,
+    prevent_thread_lock: bool = False,
+    quiet: bool = False,
+) -> Any:
+    """Launch the page built by :func:`build_app` behind :class:`~.origin.SameOriginGuard` (gradio's ``launch`` result).
+
+    The guard is needed because gradio accepts its queue WebSocket (3.41) and its POSTs from any web
+    page open in the user's browser; ``auth`` (``(user, password)``) turns on gradio's login page.
+    """
+    from starlette.middleware import Middleware
+
+    if auth is None and normalize_host(host) not in LOOPBACK_NAMES:
+        log.warning("hypernetworks: the panel listens on %s without --auth: anyone who can reach it can create, "
+                    "convert and overwrite files in the folder", host)
+    # app_kwargs go to the FastAPI app gradio builds (3.41 and 4.x), so the guard wraps every route.
+    middleware = [Middleware(SameOriginGuard, hosts=[host])]
+    return app.launch(server_name=host, server_port=port, inbrowser=inbrowser, show_api=False, auth=auth,
+                      prevent_thread_lock=prevent_thread_lock, quiet=quiet, app_kwargs={"middleware": middleware})

@@ -9,7 +9,13 @@ Who may call it is decided like the webui decides for its own pages and API:
 - else anyone who can reach the webui.
 
 The routes that write files (``POST /hypernet/v1/convert``) exist only when the webui's API is on
-(``--api``, or ``--nowebui``, which is API-only); the read-only ones always.  Every response is
+(``--api``, or ``--nowebui``, which is API-only); the read-only ones always.
+
+No POST route acts for another web site (:func:`cross_site_refusal`): a browser sends any page's form
+or simple ``fetch`` POST, with the webui's login cookie, and only its ``Origin`` header tells. So a
+POST whose ``Origin`` is neither the webui's own nor allowed by ``--cors-allow-origins`` /
+``--cors-allow-origins-regex`` is refused (403), and a POST body must be ``application/json`` (415):
+no form or ``text/plain`` body is read as JSON.  Every response is
 plain JSON with string keys (:meth:`~lib_hypernet.library.description.FileDescription.to_json`), so it
 renders through gradio's ``ORJSONResponse`` (the default response class of the app the webui serves
 with the UI running) as well as through FastAPI's own.
@@ -20,6 +26,7 @@ Imported when the app starts (not at script load), so the webui's start-up does 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +37,7 @@ from pydantic import BaseModel
 
 import lib_hypernet
 from lib_hypernet.errors import HypernetExistsError, HypernetNotFoundError, shorten
+from lib_hypernet.ui.origin import same_origin
 
 if TYPE_CHECKING:
     from .extension import HypernetExtension
@@ -88,6 +96,39 @@ def api_enabled(cmd_opts: Any) -> bool:
     return bool(getattr(cmd_opts, "api", False) or getattr(cmd_opts, "nowebui", False))
 
 
+# ---------------------------------------------------------------------------- cross-site requests
+def cors_allowed(cmd_opts: Any) -> tuple[list[str], re.Pattern[str] | None]:
+    """The origins the webui's own CORS setup allows (A1111 ``setup_middleware``: a comma list and a regex)."""
+    origins = [o.strip() for o in str(getattr(cmd_opts, "cors_allow_origins", None) or "").split(",") if o.strip()]
+    pattern = getattr(cmd_opts, "cors_allow_origins_regex", None)
+    try:
+        regex = re.compile(pattern) if pattern else None
+    except re.error as exc:
+        log.error("hypernetworks: --cors-allow-origins-regex is not a regular expression (%s); it allows nothing", exc)
+        regex = None
+    return origins, regex
+
+
+def cross_site_refusal(headers: Any, scheme: str, origins: list[str], regex: re.Pattern[str] | None) -> HTTPException | None:
+    """Why a POST with these ``headers`` is refused as possibly sent by another web page, or ``None``."""
+    origin = headers.get("origin")
+    if origin is not None and not (
+        same_origin(origin, headers.get("host") or "", scheme)
+        or "*" in origins or origin in origins  # as starlette's CORSMiddleware compares them
+        or (regex is not None and regex.fullmatch(origin))
+    ):
+        return HTTPException(status_code=403, detail=shorten(
+            f"refused a request from another web page (Origin {origin}); the webui's --cors-allow-origins "
+            "can allow that page", 300))
+    has_body = headers.get("content-length", "0") not in ("", "0") or "transfer-encoding" in headers
+    content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    # No Content-Type is what curl -d without -H and older clients send; browsers send one with every body.
+    is_json = content_type == "application/json" or (content_type.startswith("application/") and content_type.endswith("+json"))
+    if has_body and content_type and not is_json:
+        return HTTPException(status_code=415, detail="send the body as Content-Type: application/json")
+    return None
+
+
 # ---------------------------------------------------------------------------- routes
 class ConvertRequest(BaseModel):
     name: str
@@ -104,6 +145,7 @@ def add_routes(app: Any, extension: HypernetExtension) -> None:
     accounts, source = webui_accounts(cmd_opts)
     if accounts is not None and not accounts:
         log.error("hypernetworks: %s has no valid account; the HTTP API under %s refuses every request", source, PREFIX)
+    origins, origin_regex = cors_allowed(cmd_opts)
     security = HTTPBasic(auto_error=False)
     tokens = getattr(app, "tokens", None) if source == "--gradio-auth" else None  # gradio's login sessions
 
@@ -120,6 +162,12 @@ def add_routes(app: Any, extension: HypernetExtension) -> None:
                 return
         raise HTTPException(status_code=401, detail="Incorrect username or password",
                             headers={"WWW-Authenticate": "Basic"})
+
+    def same_site(request: Request) -> None:
+        refusal = cross_site_refusal(request.headers, request.url.scheme, origins, origin_regex)
+        if refusal is not None:
+            log.warning("hypernetworks: %s %s refused: %s", request.method, request.url.path, refusal.detail)
+            raise refusal
 
     def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -178,10 +226,11 @@ def add_routes(app: Any, extension: HypernetExtension) -> None:
             extension.refresh()
 
     deps = [Depends(auth)]
+    post_deps = [Depends(same_site), *deps]  # refused as cross-site before any login is looked at
     app.add_api_route(f"{PREFIX}/hypernetworks", list_hypernetworks, methods=["GET"], dependencies=deps)
-    app.add_api_route(f"{PREFIX}/refresh", refresh_hypernetworks, methods=["POST"], dependencies=deps)
+    app.add_api_route(f"{PREFIX}/refresh", refresh_hypernetworks, methods=["POST"], dependencies=post_deps)
     app.add_api_route(f"{PREFIX}/hypernetworks/{{name:path}}", hypernetwork_info, methods=["GET"], dependencies=deps)
     if api_enabled(cmd_opts):
-        app.add_api_route(f"{PREFIX}/convert", convert_hypernetwork, methods=["POST"], dependencies=deps)
+        app.add_api_route(f"{PREFIX}/convert", convert_hypernetwork, methods=["POST"], dependencies=post_deps)
     else:
         log.info("hypernetworks: POST %s/convert is off: it writes files, so it needs the webui's --api", PREFIX)

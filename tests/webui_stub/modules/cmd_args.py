@@ -20,6 +20,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--ui-settings-file", type=str, default=os.path.join(paths.data_path, "config.json"))
     p.add_argument("--api", action="store_true")
     p.add_argument("--api-auth", type=str, default=None)
+    p.add_argument("--cors-allow-origins", type=str, default=None)
+    p.add_argument("--cors-allow-origins-regex", type=str, default=None)
     p.add_argument("--gradio-auth", type=str, default=None)
     p.add_argument("--gradio-auth-path", type=str, default=None)
     p.add_argument("--nowebui", action="store_true")
