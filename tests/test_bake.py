@@ -137,7 +137,7 @@ def test_stack_of_two_lora_and_merged(sd15):
     assert report.max_error < 1e-6
     merged = copy.deepcopy(unet)
     baked = {k[len(PREFIX):]: v for k, v in load_file(folder / "stack-merged.safetensors").items()}
-    missing, unexpected = merged.load_state_dict(baked, strict=False)
+    _, unexpected = merged.load_state_dict(baked, strict=False)
     assert not unexpected
     assert rel(run_unet(merged, data), expected) < RTOL
 
