@@ -35,7 +35,8 @@ start = time.perf_counter()
 report = bake([({hn!r}, 0.8)], {ckpt!r}, {out!r}, mode={mode!r}, overwrite=True)
 seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({{"seconds": seconds, "growth_mb": (peak - base) / 1024, "error": report.max_error,
+print(json.dumps({{"seconds": seconds, "growth_mb": (peak - base) / 1024, "peak_mb": peak / 1024,
+                  "error": report.max_error,
                   "layers": len(report.layers)}}))
 """
 
@@ -79,14 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         hn_path = folder / "bench.safetensors"
         hn.save(hn_path)
         size_mb = os.path.getsize(ckpt) / 2**20
-        print("| output | seconds | peak RSS growth (MB) | checkpoint (MB) | growth / checkpoint | layers | max error |")
-        print("|---|---|---|---|---|---|---|")
+        print("| output | seconds | peak RSS (MB) | growth over imports (MB) | checkpoint (MB) | growth / checkpoint "
+              "| layers | max error |")
+        print("|---|---|---|---|---|---|---|---|")
         for mode in ("lora", "merge"):
             out = folder / f"{mode}.safetensors"
             code = CHILD.format(root=str(ROOT), hn=str(hn_path), ckpt=str(ckpt), out=str(out), mode=mode)
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             row = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"| {mode} | {row['seconds']:.1f} | {row['growth_mb']:.0f} | {size_mb:.0f} | "
+            print(f"| {mode} | {row['seconds']:.1f} | {row['peak_mb']:.0f} | {row['growth_mb']:.0f} | {size_mb:.0f} | "
                   f"{row['growth_mb'] / size_mb:.2f}× | {row['layers']} | {row['error']:.1e} |")
     return 0
 
