@@ -64,4 +64,19 @@ def legacy_hash_is_meaningful(path: str | os.PathLike[str]) -> bool:
     return os.path.getsize(path) > LEGACY_OFFSET
 
 
-__all__ = ["legacy_hash_is_meaningful", "legacy_model_hash", "sha256", "shorthash"]
+
+
+def same_checkpoint(recorded: str | None, actual: str | None) -> bool | None:
+    """Whether a hash recorded in a hypernetwork (``sd_checkpoint``: A1111's 10-hex short hash, or the
+    8-hex legacy hash of 2022 files) names the checkpoint whose hash is ``actual`` (any prefix length).
+
+    ``None`` when either is unknown.  Both are compared trimmed and lower-case, as a prefix either way.
+    """
+    a = (recorded or "").strip().lower()
+    b = (actual or "").strip().lower()
+    if not a or not b:
+        return None
+    return a.startswith(b) or b.startswith(a)
+
+
+__all__ = ["legacy_hash_is_meaningful", "legacy_model_hash", "same_checkpoint", "sha256", "shorthash"]

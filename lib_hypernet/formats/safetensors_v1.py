@@ -36,6 +36,7 @@ from ..errors import HypernetFileError, HypernetFormatError
 from .fileio import atomic_write
 from .metadata import METADATA_FIELDS
 from .pickle_scan import check_nesting
+from .safetensors_file import no_duplicates, read_header, refuse
 
 FORMAT_MARKER = "a1111-hypernetwork"
 FORMAT_VERSION = "1"
@@ -52,60 +53,11 @@ _MAX_METADATA_NESTING = 32
 
 
 def _refuse(path: str, why: str) -> HypernetFormatError:
-    return HypernetFormatError(f"not a valid safetensors file ({why})", path)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
-class _DuplicateKey(ValueError):
-    pass
+    return refuse(path, why)
 
 
 def _read_header(path: str) -> dict[str, Any]:
-    """Parse the JSON header the way it must be read: UTF-8, no duplicate keys, bounded size and depth."""
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < 8:
-                raise HypernetFormatError("not a safetensors file: shorter than its 8-byte header length", path)
-            (header_len,) = struct.unpack("<Q", f.read(8))
-            if header_len > min(size - 8, MAX_HEADER_BYTES):
-                raise HypernetFormatError(
-                    f"not a valid safetensors file: its header claims {header_len} bytes but the file has {size} "
-                    "(truncated download or not a safetensors file)",
-                    path,
-                )
-            raw = f.read(header_len)
-    except OSError as exc:
-        raise HypernetFileError(f"cannot read the file ({exc.strerror or exc})", path) from exc
-    if len(raw) != header_len:
-        raise HypernetFormatError("not a valid safetensors file: the file changed while it was read", path)
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except _DuplicateKey as exc:
-        raise _refuse(path, f"its header names {str(exc)[:80]!r} twice; readers would disagree on which counts") from exc
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise _refuse(path, f"its header is not valid JSON: {type(exc).__name__}: {str(exc)[:120]}") from exc
-    if not isinstance(header, dict):
-        raise _refuse(path, "its header is not a JSON object")
-    check_nesting(header, path, _MAX_METADATA_NESTING)
-    metadata = header.get("__metadata__", {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise _refuse(path, "its __metadata__ is not a map of strings")
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        if not (isinstance(info, dict) and isinstance(info.get("dtype"), str) and isinstance(info.get("shape"), list)
-                and all(type(d) is int and d >= 0 for d in info["shape"])):
-            raise _refuse(path, f"tensor {key[:80]!r} has no valid dtype and shape")
-    return header
+    return read_header(path)[0]
 
 
 def _check_header(path: str) -> None:
@@ -185,7 +137,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[Any, Any]:
 
 def _field_value(text: str, field: str, path: str) -> Any:
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates)
+        value = json.loads(text, object_pairs_hook=no_duplicates)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, >4300-digit ints, duplicate keys, deep nesting
         raise HypernetFormatError(
             f"metadata field {field!r} is not valid JSON ({type(exc).__name__}): {text[:80]!r}", path

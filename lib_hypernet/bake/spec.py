@@ -1,0 +1,33 @@
+"""``FILE[:STRENGTH][:self=S][:cross=C]``: one hypernetwork of a bake, written like a prompt tag's arguments."""
+
+from __future__ import annotations
+
+from ..engine.strength import Strength
+from ..prompt.grammar import TagError, parse_items
+
+
+def parse_spec(spec: str, default_strength: float = 1.0) -> tuple[str, Strength]:
+    """The file and its strength; a path may itself hold ':' (only the trailing arguments are read).
+
+    Raises :class:`~lib_hypernet.prompt.grammar.TagError` for arguments that do not parse.
+    """
+    parts = spec.split(":")
+    # The longest tail of parts that are all arguments (a number or key=value) is the arguments.
+    first_arg = len(parts)
+    while first_arg > 1 and _looks_like_argument(parts[first_arg - 1]):
+        first_arg -= 1
+    path = ":".join(parts[:first_arg])
+    if not path:
+        raise TagError(f"{spec!r}: the hypernetwork file is missing")
+    request = parse_items([path, *parts[first_arg:]], default_strength)
+    return path, request.strength
+
+
+def _looks_like_argument(text: str) -> bool:
+    if "=" in text:
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip().isascii()
