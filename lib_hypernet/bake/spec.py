@@ -18,7 +18,7 @@ def parse_spec(spec: str, default_strength: float = 1.0) -> tuple[str, Strength]
         first_arg -= 1
     path = ":".join(parts[:first_arg])
     if not path:
-        raise TagError(f"{spec!r}: the hypernetwork file is missing")
+        raise TagError(f"{spec!r}: the hypernetwork file is missing", "missing_name")
     request = parse_items([path, *parts[first_arg:]], default_strength)
     return path, request.strength
 

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import HypernetError, HypernetFileError, UnsafeFileError
 from ..formats import format_of
-from ..formats.hashing import SHORTHASH_LENGTH, legacy_hash_is_meaningful, legacy_model_hash, sha256
+from ..formats.hashing import SHORTHASH_LENGTH, legacy_hash_is_meaningful, legacy_model_hash, same_checkpoint, sha256
 from ..formats.optim import load_optimizer_state, optim_path
 from ..formats.safe_unpickle import a1111_zip_entries_rejected, check_torch_file
 from ..model.family import SdVersion, version_label
@@ -92,9 +92,7 @@ def checkpoint_mismatch(trained_hash: str | None, model_hash: str | None) -> boo
     both are stripped and lower-cased and one being a prefix of the other is the same checkpoint.  An
     unknown side is no mismatch.
     """
-    trained = (trained_hash or "").strip().lower()
-    current = (model_hash or "").strip().lower()
-    return bool(trained and current) and not (current.startswith(trained) or trained.startswith(current))
+    return same_checkpoint(trained_hash, model_hash) is False
 
 
 def mismatch_warning(trained_hash: str | None, trained_name: str | None,
