@@ -15,6 +15,9 @@ writes with protocol 2) and bounds everything an unpickler would allocate or rec
 * at most :data:`MAX_OPCODES` opcodes, integers of at most 16 bytes, hashable tuples at most
   :data:`MAX_TUPLE_DEPTH` deep (hashing a deeper one recurses in C), and the result at most
   :data:`MAX_NESTING` containers deep, without cycles;
+* dict keys and set items are strings, bytes, bools, ``None`` or integers below 2**61 (no tuple whose hash
+  walks a memo-shared tree, no keys crafted to share one hash), and BUILD only gives an OrderedDict its
+  ``_metadata`` (any other attribute would shadow a method of the dict for whoever reads it);
 * a tensor must lie inside its storage and have no more elements than it (no stride-0 bombs), and a
   storage reference is ``('storage', <torch.*Storage>, key, location, numel)`` (plus the legacy
   format's view metadata) with the same dtype and size wherever the key recurs.
@@ -40,6 +43,11 @@ MAX_NESTING = 64
 MAX_INT_BYTES = 16
 MAX_NUMEL = 1 << 40
 _MAX_GLOBAL_LINE = 256
+# Dict keys and set items whose hash is cheap and, between different values, never equal: strings and bytes
+# (hashed with a per-process random key), None and bools; ints only below 2**61 - 1 (Python hashes an int x
+# of that size to x itself).
+_PLAIN_KEY_TYPES = (str, bytes, bool, type(None))
+_MAX_KEY_INT = (1 << 61) - 1
 
 ELEMENT_SIZES: dict[str, int] = {
     "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "DoubleStorage": 8, "IntStorage": 4,
@@ -328,13 +336,18 @@ class _Scanner:
             inst = stack[-1]
             if self.allowed is None:
                 return
-            if type(inst) is OrderedDict and isinstance(state, dict) and all(isinstance(k, str) for k in state):
-                self.keep.append(state)  # torch sets these as attributes (a state dict's _metadata)
+            if type(inst) is OrderedDict and isinstance(state, dict) and set(state) <= {"_metadata"}:
+                # torch sets the state as instance attributes; a state dict's _metadata is the only one torch.save
+                # writes.  Any other would shadow a method for whoever reads the dict: {"get": _codecs.encode}
+                # makes raw.get(key, default) call encode(key, default).
+                self.keep.append(state)
             elif isinstance(inst, Opaque) and inst.kind == "numpy.dtype" and isinstance(state, tuple):
                 pass
             else:
-                raise _bad(self.path, f"BUILD on a {type(inst).__name__} (torch.save writes it only for "
-                                      "OrderedDicts)")
+                raise _bad(self.path, f"BUILD on a {type(inst).__name__}"
+                                      + (f" setting {_short(sorted(map(str, state)))}" if type(inst) is OrderedDict
+                                         and isinstance(state, dict) else "")
+                                      + " (torch.save writes it only to give an OrderedDict its _metadata)")
         elif name == "BINPERSID":
             stack.append(self.persistent(stack.pop()))
         else:  # pragma: no cover - _OPCODE_NAMES and this chain list the same opcodes
@@ -366,9 +379,19 @@ class _Scanner:
         return items
 
     def hashable(self, key: Any) -> Any:
-        if isinstance(key, (list, dict, set)):
-            raise _bad(self.path, f"a {type(key).__name__} used as a dict key or set item")
-        return key
+        """``key``, if it may be a dict key or set item: hashing it costs little, and no two such keys that differ
+        can share a hash (a dict of n colliding keys takes n² steps to build, here and again in torch)."""
+        if type(key) in _PLAIN_KEY_TYPES or isinstance(key, GlobalRef):
+            return key
+        if type(key) is int and -_MAX_KEY_INT < key < _MAX_KEY_INT:
+            return key
+        # Not hashable (list, dict, set); a tuple or frozenset (Python hashes a tuple by walking all of it, uncached,
+        # so a tuple of memo-shared tuples 30 deep takes minutes; tuples of ints can be made to collide); a float
+        # or an int beyond 61 bits (hashes reduced modulo 2**61 - 1: endless collisions); a numpy scalar (torch
+        # builds a real one, hashed by value).  torch.save writes string and small-int keys for a hypernetwork or
+        # an optimizer state.
+        what = type(key).__name__ if not isinstance(key, Opaque) else key.kind
+        raise _bad(self.path, f"a {what} used as a dict key or set item (only strings and small integers are)")
 
     def persistent(self, pid: Any) -> StorageRef:
         if self.persistent_ids == "any":

@@ -28,7 +28,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ..errors import HypernetError, HypernetFormatError
+from ..errors import HypernetError, HypernetFormatError, UnsafeFileError
 from .fileview import Buffer, FileView, open_regular
 from .pickle_scan import ALLOWED_GLOBALS, ScanResult, list_globals, scan_pickle, tensor_elements
 from .zip_layout import ZipLayout, read_zip_layout
@@ -102,8 +102,30 @@ def inspect_open_file(f: BinaryIO, path: str) -> TorchFileInfo:
     return _inspect_legacy(buf, path)
 
 
+# The records torch.save writes besides ``data/<key>`` (storages); any other name is refused.  A zip with a
+# ``constants.pkl`` is a TorchScript archive to torch.load, which before torch 2.6 handed it to torch.jit.load
+# even with weights_only=True (CVE-2025-32434): code in the file would run, whatever data.pkl says.
+TORCH_SAVE_RECORDS = frozenset(
+    {"data.pkl", "version", ".data/version", "byteorder", ".format_version", ".storage_alignment",
+     ".data/serialization_id"}
+)
+_STORAGE_RECORD_RE = re.compile(r"data/[A-Za-z0-9]{1,64}\Z")
+
+
 def _inspect_zip(buf: Buffer, path: str) -> TorchFileInfo:
     layout = read_zip_layout(buf, path)
+    for name in layout.records:
+        if name == "constants.pkl":
+            raise UnsafeFileError(
+                f"refused to load: the zip holds {layout.prefix}/{name[:60]}, so torch reads it as a TorchScript "
+                "archive, whose code runs when loaded (torch before 2.6 did so even with weights_only=True). "
+                "Nothing from the file was executed.",
+                path,
+            )
+        if name not in TORCH_SAVE_RECORDS and not _STORAGE_RECORD_RE.match(name):
+            raise HypernetFormatError(
+                f"refused: the zip holds {layout.prefix}/{name[:60]}, a record torch.save never writes", path
+            )
     data = _record(buf, layout, "data.pkl", path)
     result = scan_pickle(data, path, persistent_ids="zip")
     if result.end != len(data):

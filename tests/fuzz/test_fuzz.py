@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from fuzzing import Fuzzer
 
 import lib_hypernet
@@ -86,3 +87,48 @@ def test_fuzzer_seeds_are_sound(fuzzer: Fuzzer) -> None:
         else:
             assert lib_hypernet.load(path).widths
     assert not fuzzer.marker.exists()
+
+
+@pytest.mark.parametrize("seed_name", ["zip.pt", "legacy.pt", "seed.safetensors"])
+def test_fuzzer_reports_weights_that_differ_from_the_file(fuzzer: Fuzzer, seed_name: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positive control of the differential oracle: a load that returns other weights than the file holds fails."""
+    real_load = lib_hypernet.load
+
+    def load_then_nudge(path: object) -> lib_hypernet.Hypernetwork:
+        hn = real_load(path)  # type: ignore[arg-type]
+        with torch.no_grad():
+            next(iter(hn.parameters())).view(-1)[0] += 1e-6
+        return hn
+
+    fuzzer.run_one(seed_name, fuzzer.seeds[seed_name])  # unchanged, the oracle agrees
+    monkeypatch.setattr(lib_hypernet, "load", load_then_nudge)
+    with pytest.raises(AssertionError, match=r"differential: weight .* differs"):
+        fuzzer.run_one(seed_name, fuzzer.seeds[seed_name])
+
+
+def test_fuzzer_reports_torch_reading_other_bytes(fuzzer: Fuzzer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Positive control: re-open a fixed hole (a storage entry marked as a directory, which torch's miniz reads
+    as an uninitialised buffer) and the oracle sees torch return other bytes than the checker validated."""
+    from hostile_util import build_zip, zip_entries
+
+    from lib_hypernet.formats import zip_layout
+
+    entries = zip_entries(fuzzer.seeds["zip.pt"])
+    storage = next(e for e in entries if b"/data/" in e.name)
+    storage.data = bytes(range(1, 256)) * (len(storage.data) // 255) + bytes(range(1, 1 + len(storage.data) % 255))
+    storage.external_attr = 0x10
+    data = build_zip(entries)
+    monkeypatch.setattr(zip_layout, "_check_attributes", lambda *args: None)
+    with pytest.raises(AssertionError, match=r"differential: .*differs from the storage bytes the checker validated"):
+        fuzzer.run_one("zip.pt", data)
+
+
+def test_fuzzer_oracle_matches_globals_used_as_keys(fuzzer: Fuzzer) -> None:
+    """The checker keeps a global as its name, torch as the function itself: the oracle pairs them (a 15-minute run
+    once reported this file as a mismatch)."""
+    from hostile_util import good_raw, torch_bytes
+
+    raw = good_raw()
+    raw[torch._utils._rebuild_tensor_v2] = 1
+    fuzzer.run_one("zip.pt", torch_bytes(raw, zip_format=True))

@@ -8,6 +8,12 @@ safetensors header edits) and asserts, for ``load()``, ``check_torch_file()``,
 ``load_optimizer_state()`` and ``a1111_zip_entries_rejected()``:
 
 * only :class:`lib_hypernet.HypernetError` escapes (and never one caused by ``MemoryError``);
+* what was accepted is what was checked (:func:`differential`): for every file ``check_torch_file()``
+  accepts, ``torch.load(weights_only=True)`` of the same bytes returns the values the checker's scan
+  describes, and every tensor holds exactly the bytes of the storage the checker matched (read back
+  from the zip record or legacy block with the checker's own layout); for every file ``load()``
+  accepts, each weight of the Hypernetwork equals, bit for bit, torch's tensor (``.pt``) or the bytes
+  the ``.safetensors`` header points at, converted to float32 as the decoder does;
 * the marker file never appears (nothing from a file is executed);
 * the process's peak RSS stays within the budget above its start, and no example runs longer than
   the hang limit.
@@ -47,6 +53,7 @@ for _p in (str(REPO_ROOT), str(HERE)):
         sys.path.insert(0, _p)
 
 import torch  # noqa: E402
+from differential import differential  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import seed as hypothesis_seed  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -66,8 +73,8 @@ DANGEROUS_OPCODES = [
 NAME_EDITS = [b"DATA.PKL", b"data.pkl", b"Data.pkl", b"data/0", b"version", b"../x", b"\xff\xfe", b"a\\b"]
 
 
-class HangError(Exception):
-    pass
+class HangError(BaseException):
+    """Raised by the alarm; a BaseException so that no ``except Exception`` on the way swallows it."""
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -318,7 +325,7 @@ class Fuzzer:
         self.examples = 0
         self.max_example_s = 0.0
         self.problems: list[dict[str, Any]] = []
-        self.outcomes: dict[str, int] = {"loaded": 0, "refused": 0}
+        self.outcomes: dict[str, int] = {"loaded": 0, "refused": 0, "compared": 0}
         self.case = work / "case"
         self.case.mkdir(exist_ok=True)
         self.pt_for_optim = self.case / "host.pt"
@@ -366,9 +373,10 @@ class Fuzzer:
                 calls.append(("check_torch_file", lambda: lib_hypernet.check_torch_file(path)))
                 calls.append(("a1111_zip_entries_rejected", lambda: _never_raises(
                     a1111_zip_entries_rejected(path))))
+        accepted: dict[str, Any] = {}
         for name, call in calls:
             try:
-                call()
+                accepted[name] = call()
                 self.outcomes["loaded"] += 1
             except lib_hypernet.HypernetError as exc:
                 self.outcomes["refused"] += 1
@@ -379,6 +387,12 @@ class Fuzzer:
                 raise
             except BaseException as exc:  # anything else escaping is the bug we hunt
                 return f"{name}: {type(exc).__name__}: {str(exc)[:300]}"
+        if "check_torch_file" in accepted or "load" in accepted:
+            self.outcomes["compared"] += 1
+            try:
+                return differential(path, accepted.get("load"), checked="check_torch_file" in accepted)
+            except Exception as exc:  # the oracle itself failed on an accepted file: report it, never hide it
+                return f"differential check crashed: {type(exc).__name__}: {str(exc)[:300]}"
         return None
 
     def _save(self, seed_name: str, data: bytes, problem: str) -> None:

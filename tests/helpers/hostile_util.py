@@ -315,3 +315,98 @@ def legacy_hn(raw: dict[Any, Any] | None = None) -> tuple[dict[Any, Any], dict[s
         return value
 
     return convert(raw), blocks
+
+
+# ---------------------------------------------------------------------------- raw opcodes (protocol 2)
+def op_global(module: str, name: str) -> bytes:
+    """GLOBAL: pushes ``module.name`` (protocol 2's only way to name a global)."""
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def op_str(text: str) -> bytes:
+    encoded = text.encode()
+    return b"X" + struct.pack("<I", len(encoded)) + encoded
+
+
+def op_put(index: int) -> bytes:
+    return b"r" + struct.pack("<I", index)  # LONG_BINPUT
+
+
+def op_get(index: int) -> bytes:
+    return b"j" + struct.pack("<I", index)  # LONG_BINGET
+
+
+def op_call(module: str, name: str, *args: bytes) -> bytes:
+    """``module.name(*args)`` as GLOBAL, MARK, the args' opcodes, TUPLE, REDUCE."""
+    return op_global(module, name) + b"(" + b"".join(args) + b"tR"
+
+
+def free_memo_index(data: bytes, zip_format: bool) -> int:
+    """A memo index above every one the pickle(s) of torch file ``data`` use (for opcodes spliced into it)."""
+    import pickletools
+
+    if zip_format:
+        entries = zip_entries(data)
+        pickles = [entries[data_pkl_name(entries)].data]
+    else:
+        pickles, pos = [], 0
+        for _ in range(5):
+            for _op, _arg, at in pickletools.genops(data[pos:]):
+                end = at
+            pickles.append(data[pos:pos + end + 1])
+            pos += end + 1
+    top = 0
+    for pkl in pickles:
+        for op, arg, _at in pickletools.genops(pkl):
+            if op.name in ("BINPUT", "LONG_BINPUT"):
+                top = max(top, arg + 1)
+    return top
+
+
+def memo_doubling(levels: int, base: int, kind: str) -> bytes:
+    """Opcodes pushing ONE value, a "billion laughs" DAG built through the memo (indices from ``base``).
+
+    ``tuple``: T(i+1) = (T(i), T(i)), ``levels`` deep: 2**levels leaves in the tree a walker sees.
+    ``list`` / ``dict``: L(i+1) = [L(i), L(i)] / {"a": L(i), "b": L(i)}; every level stays on the stack, so the value
+    is the list [L(1), …, L(levels)] (depth ``levels`` + 1, about 2**(levels + 1) leaves).
+    """
+    if kind == "tuple":
+        out = b"K\x00" + op_put(base)
+        for i in range(levels):
+            out += op_get(base + i) + b"\x86" + op_put(base + i + 1)
+        return out
+    opening, closing = (b"](", b"e") if kind == "list" else (b"}(", b"u")
+
+    def pair(item: bytes) -> bytes:
+        return opening + (item + item if kind == "list" else op_str("a") + item + op_str("b") + item) + closing
+
+    out = b"](" + pair(b"K\x00") + op_put(base)
+    for i in range(1, levels):
+        out += pair(op_get(base + i - 1)) + op_put(base + i)
+    return out + b"e"
+
+
+def hn_with_value(zip_format: bool, make: Any, field: str = "optional_info") -> bytes:
+    """A good hypernetwork file whose ``field`` holds the value ``make(free_memo_index)`` pushes (raw opcodes)."""
+    data = torch_bytes(good_raw(**{field: "REPLACE_ME"}), zip_format)
+    return replace_pickle_value(data, zip_format, "REPLACE_ME", make(free_memo_index(data, zip_format)))
+
+
+def zip_with_pickle(pkl: bytes) -> bytes:
+    """A good hypernetwork zip whose data.pkl is replaced by ``pkl`` (the storages stay)."""
+    entries = zip_entries(torch_bytes(good_raw(), zip_format=True))
+    i = data_pkl_name(entries)
+    entries[i] = Entry(entries[i].name, pkl)
+    return build_zip(entries)
+
+
+def op_storage(key: str, numel: int, type_name: str = "FloatStorage") -> bytes:
+    """BINPERSID of the zip storage reference ('storage', torch.<type_name>, key, 'cpu', numel)."""
+    return (b"(" + op_str("storage") + op_global("torch", type_name) + op_str(key) + op_str("cpu")
+            + b"J" + struct.pack("<i", numel) + b"tQ")
+
+
+def op_tensor(key: str, numel: int) -> bytes:
+    """A 1-d float32 tensor over all of storage ``key`` (``_rebuild_tensor_v2`` as torch.save writes it)."""
+    return op_call("torch._utils", "_rebuild_tensor_v2", op_storage(key, numel), b"K\x00",
+                   b"(J" + struct.pack("<i", numel) + b"t", b"(K\x01t", b"\x89", op_call("collections", "OrderedDict"))
