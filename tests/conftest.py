@@ -16,13 +16,16 @@ import torch
 # The test tensors are tiny: intra-op threads only add overhead (10x slower on a busy 2-core box).
 torch.set_num_threads(1)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-HELPERS = Path(__file__).resolve().parent / "helpers"
-for _p in (str(REPO_ROOT), str(HELPERS)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+# tests/helpers holds the shared helpers (hn_testutil and the others, imported by plain name); the repository
+# root (lib_hypernet) comes from hn_testutil.REPO_ROOT, the one root of the tests.
+HELPERS = str(Path(__file__).resolve().parent / "helpers")
+if HELPERS not in sys.path:
+    sys.path.insert(0, HELPERS)
 
-from hn_testutil import require_fixtures  # noqa: E402
+from hn_testutil import REPO_ROOT, require_fixtures  # noqa: E402
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from hn_testutil import FORGE_STUB_DIR
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "forge_stub"))
+sys.path.insert(0, str(FORGE_STUB_DIR))
 
 from forge_common import attention as blocks
 from forge_common.k_model import KModel

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from fuzzing import Fuzzer
+from hn_testutil import HELPERS_DIR
 
 import lib_hypernet
 
-FUZZER = Path(__file__).parent / "helpers" / "fuzzing.py"
+FUZZER = HELPERS_DIR / "fuzzing.py"
 EXAMPLES = 300
 
 

@@ -40,11 +40,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[1]
-for _p in (str(REPO_ROOT), str(HERE)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+HERE = str(Path(__file__).resolve().parent)  # tests/helpers: sys.path[0] when run as a script, not when imported
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from hn_testutil import FIXTURES_DIR, REPO_ROOT  # noqa: E402
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
@@ -79,7 +82,7 @@ def build_seeds(folder: Path, marker: Path) -> dict[str, bytes]:
     from hn_testutil import TouchViaSystem
     from hostile_util import good_raw, torch_bytes
 
-    fixtures = REPO_ROOT / "tests" / "fixtures" / "a1111"
+    fixtures = FIXTURES_DIR
     hn = lib_hypernet.create("seed", sizes=[8, 16], activation_func="relu", is_layer_norm=True, seed=0)
     hn.save(folder / "legacy.pt")
     hn.save(folder / "seed.safetensors")

@@ -19,9 +19,14 @@ from typing import Any
 
 import torch
 
+# The one repository root of the tests (test files sit one or two folders below tests/: never count parents there).
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TESTS_DIR = REPO_ROOT / "tests"
+HELPERS_DIR = TESTS_DIR / "helpers"
+WEBUI_STUB_DIR = TESTS_DIR / "webui_stub"  # the A1111 stand-in (see its README)
+FORGE_STUB_DIR = TESTS_DIR / "forge_stub"  # the Forge 2 / reForge stand-ins
 # The A1111-made golden fixtures are part of the repository (tests/fixtures/a1111, see its README).
-FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "a1111"
+FIXTURES_DIR = TESTS_DIR / "fixtures" / "a1111"
 
 
 HYPERNET_JS = REPO_ROOT / "javascript" / "hypernet.js"

@@ -10,22 +10,21 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
+from hn_testutil import REPO_ROOT
+from hn_testutil import WEBUI_STUB_DIR as STUB_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STUB_DIR = REPO_ROOT / "tests" / "webui_stub"
 if str(STUB_DIR) not in sys.path:
     sys.path.insert(0, str(STUB_DIR))
 
-import webui  # noqa: E402  (the stand-in's harness)
-from modules import paths, script_loading, shared  # noqa: E402
+import webui  # the stand-in's harness
+from modules import paths, script_loading, shared
 
-import lib_hypernet  # noqa: E402
-from lib_hypernet.webui import extension as webui_extension  # noqa: E402  (the state the host adapter registers)
-from lib_hypernet.webui import settings as webui_settings  # noqa: E402, F401  (for the tests)
+import lib_hypernet
+from lib_hypernet.webui import extension as webui_extension  # the state the host adapter registers
+from lib_hypernet.webui import settings as webui_settings  # noqa: F401  (for the tests)
 
 EXTENSION_SCRIPT = str(REPO_ROOT / "scripts" / "sd_webui_hypernet.py")
 SD1_TINY_WIDTHS = (32, 64, 768)  # to_k.in_features of the stand-in's "sd1-tiny" UNet (checked by a test)

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 import torch
-from hn_testutil import TouchViaSystem
+from hn_testutil import REPO_ROOT, TouchViaSystem
 
 import lib_hypernet
 from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
@@ -449,7 +449,7 @@ def test_compat_helpers() -> None:
 def test_bench_library_runs(capsys) -> None:
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_library.py"
+    path = REPO_ROOT / "benchmarks" / "bench_library.py"
     spec = importlib.util.spec_from_file_location("bench_library", path)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)

@@ -246,9 +246,10 @@ def test_unsafe_and_self_attention_only_reach_the_report(tmp_path):
 
 def test_style_css_styles_only_our_elements():
     import re
-    from pathlib import Path
 
-    css = (Path(__file__).resolve().parents[1] / "style.css").read_text(encoding="utf-8")
+    from hn_testutil import REPO_ROOT
+
+    css = (REPO_ROOT / "style.css").read_text(encoding="utf-8")
     css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
     selectors = [s.strip() for block in re.findall(r"([^{}]+)\{", css) for s in block.split(",") if s.strip()]
     assert selectors
