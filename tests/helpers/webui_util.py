@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
+from factories import strong_hypernetwork
 from hn_testutil import REPO_ROOT
 from hn_testutil import WEBUI_STUB_DIR as STUB_DIR
 
@@ -98,18 +99,10 @@ def make_hn(
     layer_structure: tuple[float, ...] = (1, 0.25, 1),
     **create_kwargs: Any,
 ) -> lib_hypernet.Hypernetwork:
-    """A small relu hypernetwork whose weights are N(0, std) (small: the stand-in's sampler stays tame).
-
-    The narrow hidden layer (``1, 0.25, 1``) keeps files small (~0.6 MB) and the tests fast.
-    """
-    hn = lib_hypernet.create(
-        name, sizes=list(sizes), activation_func="relu", seed=seed, layer_structure=layer_structure, **create_kwargs
-    )
-    gen = torch.Generator().manual_seed(seed + 1000)
-    with torch.no_grad():
-        for p in hn.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * std)
-    return hn
+    """A small relu hypernetwork whose weights are N(0, std) (:func:`factories.strong_hypernetwork`; small: the
+    stand-in's sampler stays tame).  The narrow hidden layer (``1, 0.25, 1``) keeps files small (~0.6 MB) and
+    the tests fast."""
+    return strong_hypernetwork(name, sizes, seed=seed, std=std, layer_structure=layer_structure, **create_kwargs)
 
 
 def write_hn(
