@@ -30,6 +30,7 @@ from lib_hypernet.webui import settings as webui_settings  # noqa: F401  (for th
 EXTENSION_SCRIPT = str(REPO_ROOT / "scripts" / "sd_webui_hypernet.py")
 SD1_TINY_WIDTHS = (32, 64, 768)  # to_k.in_features of the stand-in's "sd1-tiny" UNet (checked by a test)
 PROMPT = "a cat"
+ONE_FILE = (("x", {"seed": 1}),)  # the files :func:`running` writes unless told otherwise
 
 
 # ---------------------------------------------------------------------------- harness
@@ -44,7 +45,7 @@ def start(**start_kwargs: Any) -> Any:
 
 @contextlib.contextmanager
 def running(
-    tmp_path: os.PathLike[str] | str, files: Iterable[tuple[str, dict[str, Any]]] = (("x", {"seed": 1}),), **start_kwargs: Any
+    tmp_path: os.PathLike[str] | str, files: Iterable[tuple[str, dict[str, Any]]] = ONE_FILE, **start_kwargs: Any
 ) -> Iterator[Any]:
     """Reset into ``tmp_path``, write hypernetwork ``files`` (``(name, write_hn kwargs)``), start; yields the app.
 

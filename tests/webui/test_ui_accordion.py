@@ -20,12 +20,12 @@ FILES = (("anime", {"seed": 1}), ("style (v2)", {"seed": 2}))
 
 
 @pytest.fixture
-def app(tmp_path):
-    with wu.running(tmp_path, FILES) as app:
-        facts = wu.extension().facts
-        facts.stop()  # deterministic labels: finish the background work in the foreground
-        facts.compute_missing(background=False)
-        yield app
+def app(app):
+    """The folder's ``app`` (conftest.py) with every file's facts computed."""
+    facts = wu.extension().facts
+    facts.stop()  # deterministic labels: finish the background work in the foreground
+    facts.compute_missing(background=False)
+    return app
 
 
 def _label(name: str) -> str:
