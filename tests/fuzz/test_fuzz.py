@@ -44,12 +44,6 @@ def test_seeded_fuzz_run(tmp_path: Path) -> None:
     assert summary["rss_growth_mb"] < 200
 
 
-@pytest.fixture(scope="module")
-def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Fuzzer:
-    work = tmp_path_factory.mktemp("fuzz")
-    return Fuzzer(work, work / "failures", rss_budget_mb=200, hang_s=60)
-
-
 def test_fuzzer_reports_a_foreign_exception(fuzzer: Fuzzer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Positive control: an exception other than HypernetError is a failure, with a reproducer saved."""
 

@@ -13,7 +13,7 @@ import stat
 import subprocess
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,11 @@ def require_fixtures() -> Path:
         if not (FIXTURES_DIR / name).is_file():
             raise FileNotFoundError(f"A1111 golden fixture {FIXTURES_DIR / name} is missing: the checkout is incomplete")
     return FIXTURES_DIR
+
+
+# The root conftest's ``copy_fixtures(folder, *names)``: copies of golden fixture files in ``folder`` (made when
+# missing); returns the first copy's path.
+CopyFixtures = Callable[..., Path]
 
 
 def load_manifest() -> dict[str, Any]:
