@@ -12,7 +12,7 @@ safetensors header edits) and asserts, for ``load()``, ``check_torch_file()``,
 * the process's peak RSS stays within the budget above its start, and no example runs longer than
   the hang limit.
 
-Run by ``tests/test_fuzz.py`` (bounded, seeded) and by ``tools/fuzz.sh DURATION`` (long runs)::
+Run by ``tests/fuzz/test_fuzz.py`` (bounded, seeded) and by ``tools/fuzz.sh DURATION`` (long runs)::
 
     python tests/helpers/fuzzing.py --examples 300 --seed 1
     python tests/helpers/fuzzing.py --duration 15m --failures fuzz-failures

@@ -1,7 +1,7 @@
 """The panel beside the prompt (HypernetScript.ui) built with gradio 3.41.2 on the A1111 stand-in.
 
 The rows only edit the prompt: every sync event is JavaScript (``fn=None``), checked here in the Blocks
-config; the browser test (tests/test_browser_accordion.py) drives them.
+config; the browser test (tests/webui/test_browser_accordion.py) drives them.
 """
 
 from __future__ import annotations
