@@ -68,7 +68,7 @@ def code_map() -> str:
         if name != "lib_hypernet":
             continue
         for child in sorted(path.iterdir(), key=lambda p: (p.is_dir(), p.name)):
-            if child.name.startswith("__") and child.name != "__main__.py" or child.name == "__pycache__":
+            if (child.name.startswith("__") and child.name != "__main__.py") or child.name == "__pycache__":
                 continue
             if child.is_dir():
                 lines.append(entry(child.name + "/", describe(child), 1))
