@@ -7,6 +7,7 @@ their README); a missing fixture fails the tests that need it, it never skips th
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,13 +17,16 @@ import torch
 # The test tensors are tiny: intra-op threads only add overhead (10x slower on a busy 2-core box).
 torch.set_num_threads(1)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-HELPERS = Path(__file__).resolve().parent / "helpers"
-for _p in (str(REPO_ROOT), str(HELPERS)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+# tests/helpers holds the shared helpers (hn_testutil and the others, imported by plain name); the repository
+# root (lib_hypernet) comes from hn_testutil.REPO_ROOT, the one root of the tests.
+HELPERS = str(Path(__file__).resolve().parent / "helpers")
+if HELPERS not in sys.path:
+    sys.path.insert(0, HELPERS)
 
-from hn_testutil import require_fixtures  # noqa: E402
+from hn_testutil import REPO_ROOT, CopyFixtures, require_fixtures  # noqa: E402
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +47,20 @@ def expected(fixtures_dir: Path) -> dict:
     from safetensors.torch import load_file
 
     return load_file(str(fixtures_dir / "expected.safetensors"))
+
+
+@pytest.fixture
+def copy_fixtures(fixtures_dir: Path) -> CopyFixtures:
+    """``copy_fixtures(folder, *names)``: copies of these golden fixture files in ``folder`` (made when missing);
+    returns the first copy's path."""
+
+    def copy(folder: Path, *names: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copyfile(fixtures_dir / name, folder / name)
+        return folder / names[0]
+
+    return copy
 
 
 @pytest.fixture(scope="session")

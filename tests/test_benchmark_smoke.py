@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-from pathlib import Path
 
 import ldm.modules.diffusionmodules.openaimodel  # noqa: F401  (installed by tools/setup-venv.sh; missing is an error)
 import pytest
+from hn_testutil import REPO_ROOT
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_apply.py"
+BENCH = REPO_ROOT / "benchmarks" / "bench_apply.py"
 
 
 def test_bench_apply_tiny_runs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

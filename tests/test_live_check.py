@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hn_testutil import REPO_ROOT
 
 import lib_hypernet
 
-ROOT = Path(__file__).resolve().parents[1]
-TOOL = ROOT / "tools" / "live_check.py"
+TOOL = REPO_ROOT / "tools" / "live_check.py"
 _spec = importlib.util.spec_from_file_location("live_check", TOOL)
 assert _spec is not None and _spec.loader is not None
 live_check = importlib.util.module_from_spec(_spec)

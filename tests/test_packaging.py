@@ -10,10 +10,9 @@ from pathlib import Path
 
 import setuptools
 import tomllib
+from hn_testutil import REPO_ROOT
 
 import lib_hypernet
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pyproject() -> dict:

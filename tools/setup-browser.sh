@@ -2,7 +2,7 @@
 # Make sure Debian's headless Chromium is installed for the browser tests (driven by Playwright's Python
 # package with executable_path=/usr/bin/chromium: no browser download). Needs root or sudo the first time.
 set -euo pipefail
-# The JavaScript tests (node --test tests/js/, run by tests/test_prompt_tags.py) need node 18+.
+# The JavaScript tests (node --test tests/js/, run by tests/prompt/test_prompt_tags.py) need node 18+.
 if [ -x /usr/bin/chromium ] && command -v node >/dev/null; then
   exit 0
 fi

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hn_testutil import TouchViaSystem, a1111_safe_check, assert_hypernetworks_equal
+from hn_testutil import REPO_ROOT, TouchViaSystem, a1111_safe_check, assert_hypernetworks_equal
 
 import lib_hypernet
 from lib_hypernet.cli import commands as cli
@@ -19,7 +19,6 @@ from lib_hypernet.cli.progress import AUTO_MIN_BYTES, MIB, ProgressBar, should_s
 from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
 from lib_hypernet.model.decode import all_finite
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 INFO_FILES = ("act_relu.pt", "legacy_novelai.pt", "dims_24_32_48_meta.pt", "optim_fresh_a.pt", "optim_stale.pt")
 
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ldm.modules.attention  # noqa: F401  (installed by tools/setup-venv.sh; missing is an error)
 import pytest
 import torch
 from engine_util import (
-    ATOL,
     CONTEXT_DIM,
     HOST_FORWARDS,
     LDM_FORWARD,
-    RTOL,
     CrossAttention,
     MemoryEfficientCrossAttention,
+    assert_exact,
     ldm_attention,
     make_hn,
     make_reference_forward,
@@ -28,7 +26,6 @@ from engine_util import (
     reinit_,
     run_unet,
     swapped_forward,
-    unet_inputs,
     xformers_stub,
 )
 from hn_testutil import stack_params
@@ -36,37 +33,6 @@ from hn_testutil import stack_params
 import lib_hypernet
 from lib_hypernet.engine import fusable
 from lib_hypernet.model.activations import creatable_activations
-
-
-@pytest.fixture(scope="module")
-def unet() -> torch.nn.Module:
-    return make_unet()
-
-
-@pytest.fixture(scope="module")
-def inputs() -> dict[str, torch.Tensor]:
-    return unet_inputs()
-
-
-@pytest.fixture(scope="module")
-def base(unet: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    return run_unet(unet, inputs)
-
-
-@pytest.fixture
-def handle(unet: torch.nn.Module):
-    h = lib_hypernet.install(unet)
-    try:
-        yield h
-    finally:
-        h.remove()
-    assert not any(m._forward_pre_hooks for m in unet.modules())
-
-
-def assert_exact(out: torch.Tensor, ref: torch.Tensor) -> None:
-    """Within 1e-5 (absolute, plus 1e-5 relative: a float32 UNet alone amplifies rounding to ~1e-5 at |y| ~ 2)."""
-    diff = (out - ref).abs().max().item()
-    torch.testing.assert_close(out, ref, atol=ATOL, rtol=RTOL, msg=f"engine differs from A1111's formula by {diff:.3g}")
 
 
 def assert_visible(out: torch.Tensor, base: torch.Tensor) -> None:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import gc
 import weakref
 
-import ldm.modules.attention  # noqa: F401  (installed by tools/setup-venv.sh; missing is an error)
 import pytest
 import torch
 from engine_util import (
-    ATOL,
     CONTEXT_DIM,
-    RTOL,
     CrossAttention,
-    all_hooks_empty,
+    assert_exact,
     attention_layers,
     make_hn,
     make_unet,
@@ -26,34 +23,12 @@ from engine_util import (
 import lib_hypernet
 from lib_hypernet.engine import handle as handle_module
 
-
-@pytest.fixture(scope="module")
-def unet() -> torch.nn.Module:
-    return make_unet(seed=7)
-
-
-@pytest.fixture(scope="module")
-def inputs() -> dict[str, torch.Tensor]:
-    return unet_inputs(seed=8)
+UNET_SEED, INPUTS_SEED = 7, 8  # the folder's unet/inputs fixtures (conftest.py)
 
 
 @pytest.fixture(scope="module")
 def n_cross(unet) -> int:
     return attention_layers(unet)[("cross", CONTEXT_DIM)]
-
-
-@pytest.fixture
-def handle(unet: torch.nn.Module):
-    h = lib_hypernet.install(unet)
-    try:
-        yield h
-    finally:
-        h.remove()
-    assert all_hooks_empty(unet)
-
-
-def assert_exact(out: torch.Tensor, ref: torch.Tensor) -> None:
-    torch.testing.assert_close(out, ref, atol=ATOL, rtol=RTOL)
 
 
 def _cfg_context(cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 
-import ldm.modules.attention  # noqa: F401  (installed by tools/setup-venv.sh; missing is an error)
 import pytest
 import torch
 from engine_util import (
@@ -16,26 +15,16 @@ from engine_util import (
     all_hooks_empty,
     ldm_attention,
     make_hn,
-    make_unet,
     reference_output,
     run_unet,
     swapped_forward,
-    unet_inputs,
     unet_to,
 )
 
 import lib_hypernet
 from lib_hypernet.model.module import HypernetworkModule
 
-
-@pytest.fixture(scope="module")
-def unet() -> torch.nn.Module:
-    return make_unet(seed=21)
-
-
-@pytest.fixture(scope="module")
-def inputs() -> dict[str, torch.Tensor]:
-    return unet_inputs(seed=22)
+UNET_SEED, INPUTS_SEED = 21, 22  # the folder's unet/inputs fixtures (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import copy
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from factories import strong_hypernetwork
+from hn_testutil import FORGE_STUB_DIR
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "forge_stub"))
+sys.path.insert(0, str(FORGE_STUB_DIR))
 
 from forge_common import attention as blocks
 from forge_common.k_model import KModel
@@ -44,13 +45,8 @@ def make_unet(kind: str = "forge", seed: int = 0) -> torch.nn.Module:
 
 
 def make_hn(name: str, seed: int, sizes=WIDTHS, **kwargs) -> lib_hypernet.Hypernetwork:
-    hn = lib_hypernet.create(name, sizes=list(sizes), activation_func=kwargs.pop("activation_func", "relu"), seed=seed,
-                             layer_structure=kwargs.pop("layer_structure", (1, 2, 1)), **kwargs)
-    gen = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for p in hn.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return hn
+    kwargs.setdefault("layer_structure", (1, 2, 1))
+    return strong_hypernetwork(name, sizes, seed=seed, std=0.05, seed_offset=100, **kwargs)
 
 
 def inputs(seed: int = 1, batch: int = 1):

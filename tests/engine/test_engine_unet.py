@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ldm.modules.attention  # noqa: F401  (installed by tools/setup-venv.sh; missing is an error)
 import pytest
 import torch
 from engine_util import (
-    ATOL,
     CONTEXT_DIM,
     RTOL,
     all_hooks_empty,
+    assert_exact,
     attention_layers,
     make_hn,
     make_unet,
@@ -23,37 +22,8 @@ from lib_hypernet import Strength
 
 
 @pytest.fixture(scope="module")
-def unet() -> torch.nn.Module:
-    return make_unet()
-
-
-@pytest.fixture(scope="module")
-def inputs() -> dict[str, torch.Tensor]:
-    return unet_inputs()
-
-
-@pytest.fixture(scope="module")
-def base(unet: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    return run_unet(unet, inputs)
-
-
-@pytest.fixture(scope="module")
 def hn() -> lib_hypernet.Hypernetwork:
     return make_hn("unet", seed=100, activation_func="relu", is_layer_norm=True)
-
-
-@pytest.fixture
-def handle(unet: torch.nn.Module):
-    h = lib_hypernet.install(unet)
-    try:
-        yield h
-    finally:
-        h.remove()
-    assert all_hooks_empty(unet)
-
-
-def assert_exact(out: torch.Tensor, ref: torch.Tensor) -> None:
-    torch.testing.assert_close(out, ref, atol=ATOL, rtol=RTOL)
 
 
 def _module_state(model: torch.nn.Module) -> dict[str, object]:

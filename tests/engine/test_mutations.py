@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+from factories import strong_hypernetwork
 
 import lib_hypernet
 from lib_hypernet.cli import commands as cli
@@ -42,12 +43,7 @@ class Attention(torch.nn.Module):
 
 def _hn(seed: int = 1, activation: str = "relu", **options: Any) -> lib_hypernet.Hypernetwork:
     """A hypernetwork whose effect is large (weights overwritten with seeded N(0, 0.3))."""
-    hn = lib_hypernet.create(f"m{seed}", sizes=[WIDTH], activation_func=activation, seed=seed, **options)
-    gen = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for p in hn.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return hn
+    return strong_hypernetwork(f"m{seed}", [WIDTH], seed=seed, std=0.3, seed_offset=100, activation_func=activation, **options)
 
 
 def _expected(model: Attention, context: torch.Tensor, stack: list[Any], kind: str = "cross") -> tuple[torch.Tensor, ...]:

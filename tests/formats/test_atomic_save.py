@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import safetensors.torch
+from hn_testutil import REPO_ROOT
 
 import lib_hypernet
 from lib_hypernet.formats import pt_legacy_writer, safetensors_v1
@@ -216,7 +217,7 @@ def _killed_save(tmp_path: Path, target: Path) -> Path:
 
     script = tmp_path / "killed.py"
     script.write_text(KILLED_SAVE)
-    proc = subprocess.run([sys.executable, str(script), str(Path(__file__).resolve().parents[1]), str(target)])
+    proc = subprocess.run([sys.executable, str(script), str(REPO_ROOT), str(target)])
     assert proc.returncode == -9
     left = [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.") and p.name.endswith(".tmp")]
     assert len(left) == 1, list(target.parent.iterdir())

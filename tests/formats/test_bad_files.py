@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import struct
 from collections.abc import Callable
@@ -11,18 +10,15 @@ from typing import Any
 
 import pytest
 import torch
+from hostile_util import good_raw
 from safetensors.torch import save_file
 
 import lib_hypernet
 from lib_hypernet.errors import ActivationError
 
 
-def _good_raw() -> dict:
-    return lib_hypernet.create("good", sizes=[8, 16], activation_func="relu", seed=0).state_dict()
-
-
 def _good_pt(path: Path, zip_format: bool = False) -> Path:
-    torch.save(_good_raw(), path, _use_new_zipfile_serialization=zip_format)
+    torch.save(good_raw(sizes=(8, 16)), path, _use_new_zipfile_serialization=zip_format)
     return path
 
 
@@ -168,7 +164,7 @@ def test_safetensors_bad_metadata_json(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- well-formed files with bad contents
 def _edited(tmp_path: Path, edit: Callable[[dict], Any], name: str = "edited.pt") -> Path:
-    raw = copy.deepcopy(_good_raw())
+    raw = good_raw(sizes=(8, 16))
     edit(raw)
     path = tmp_path / name
     torch.save(raw, path)

@@ -16,13 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hn_testutil import a1111_safe_check, raw_torch_load
+from hn_testutil import REPO_ROOT, a1111_safe_check, raw_torch_load
 
 import lib_hypernet
 from lib_hypernet.cli import commands as cli
 from lib_hypernet.formats import pt_legacy_writer
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Creates, saves, re-loads and re-saves, converts; prints {file name: sha256} as JSON.
 _SAVE_SCRIPT = r"""

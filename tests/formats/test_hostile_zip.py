@@ -218,9 +218,9 @@ def test_deflated_gigabyte_data_pkl_under_a_memory_limit(tmp_path: Path) -> None
     print(f"1 GiB deflate bomb: refused, peak RSS growth {result['growth_mb']:.1f} MB")
 
 
-def test_zip64_records_of_torch_are_read(tmp_path: Path) -> None:
+def test_zip64_records_of_torch_are_read(tmp_path: Path, fixtures_dir: Path) -> None:
     """torch writes a zip64 end record before the classic one; a mismatching copy of it is refused."""
-    data = bytearray((Path(__file__).parent / "fixtures" / "a1111" / "act_relu.pt").read_bytes())
+    data = bytearray((fixtures_dir / "act_relu.pt").read_bytes())
     z64 = bytes(data).rindex(b"PK\x06\x06")
     (count,) = struct.unpack_from("<Q", data, z64 + 24)
     struct.pack_into("<Q", data, z64 + 24, count + 1)

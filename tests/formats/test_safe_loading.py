@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 from hn_testutil import OPEN_GLOBALS, SYSTEM_GLOBALS, TouchViaOpen, TouchViaSystem, raw_torch_load
+from hostile_util import good_raw
 
 import lib_hypernet
 from lib_hypernet.formats.optim import optim_path
@@ -22,11 +23,6 @@ def _save(obj: Any, path: Path, zip_format: bool) -> None:
     torch.save(obj, path, _use_new_zipfile_serialization=zip_format)
 
 
-def _good_raw() -> dict:
-    hn = lib_hypernet.create("good", sizes=[8], activation_func="relu", seed=0)
-    return hn.state_dict()
-
-
 @pytest.mark.parametrize("container", sorted(CONTAINERS))
 @pytest.mark.parametrize("payload", sorted(PAYLOADS))
 @pytest.mark.parametrize("where", ["top_level", "inside_hypernetwork"])
@@ -37,7 +33,7 @@ def test_malicious_pt_refused(container: str, payload: str, where: str, tmp_path
     if where == "top_level":
         obj: Any = cls(marker)
     else:
-        obj = _good_raw()
+        obj = good_raw()
         obj["optional_info"] = cls(marker)
     _save(obj, path, CONTAINERS[container])
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from fuzzing import Fuzzer
+from hn_testutil import HELPERS_DIR
 
 import lib_hypernet
 
-FUZZER = Path(__file__).parent / "helpers" / "fuzzing.py"
+FUZZER = HELPERS_DIR / "fuzzing.py"
 EXAMPLES = 300
 
 
@@ -42,12 +43,6 @@ def test_seeded_fuzz_run(tmp_path: Path) -> None:
     assert summary["examples"] >= EXAMPLES
     assert summary["outcomes"]["refused"] > 0 and summary["outcomes"]["loaded"] > 0
     assert summary["rss_growth_mb"] < 200
-
-
-@pytest.fixture(scope="module")
-def fuzzer(tmp_path_factory: pytest.TempPathFactory) -> Fuzzer:
-    work = tmp_path_factory.mktemp("fuzz")
-    return Fuzzer(work, work / "failures", rss_budget_mb=200, hang_s=60)
 
 
 def test_fuzzer_reports_a_foreign_exception(fuzzer: Fuzzer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import ldm.modules.attention as ldm_attention
 import torch
 import torch.nn.functional as F
+from factories import strong_hypernetwork
 from ldm.modules.diffusionmodules.openaimodel import UNetModel
 from ldm.modules.diffusionmodules.util import GroupNorm32
 
@@ -107,6 +108,12 @@ def run_unet(unet: torch.nn.Module, inputs: dict[str, torch.Tensor], context: to
         return unet(inputs["x"], inputs["timesteps"], context=inputs["context"] if context is None else context)
 
 
+def assert_exact(out: torch.Tensor, ref: torch.Tensor) -> None:
+    """Within 1e-5 (absolute, plus 1e-5 relative: a float32 UNet alone amplifies rounding to ~1e-5 at |y| ~ 2)."""
+    diff = (out - ref).abs().max().item()
+    torch.testing.assert_close(out, ref, atol=ATOL, rtol=RTOL, msg=f"engine differs from A1111's formula by {diff:.3g}")
+
+
 def attention_layers(model: torch.nn.Module) -> dict[tuple[str, int], int]:
     """Counts per (kind, K/V input width) from the model's structure: attn1 is self-, attn2 cross-attention."""
     counts: dict[tuple[str, int], int] = {}
@@ -135,23 +142,8 @@ def make_hn(
     std: float = 0.2,
     **options: Any,
 ) -> lib_hypernet.Hypernetwork:
-    """``lib_hypernet.create(...)`` with every parameter overwritten (seeded) so its effect is clearly visible."""
-    options.setdefault("activation_func", "relu")
-    hn = lib_hypernet.create(name, sizes=list(sizes), seed=seed, **options)
-    gen = torch.Generator().manual_seed(seed + 1000)
-    with torch.no_grad():
-        for module in hn.modules():
-            for layer in module.linear:
-                if isinstance(layer, torch.nn.Linear):
-                    scale = std * min(1.0, math.sqrt(48 / layer.in_features))
-                    layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * scale)
-                    layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen) * std)
-                elif isinstance(layer, torch.nn.LayerNorm):
-                    layer.weight.copy_(1 + 0.1 * torch.randn(layer.weight.shape, generator=gen))
-                    layer.bias.copy_(0.1 * torch.randn(layer.bias.shape, generator=gen))
-                elif isinstance(layer, torch.nn.PReLU):
-                    layer.weight.copy_(0.05 + 0.4 * torch.rand(layer.weight.shape, generator=gen))
-    return hn
+    """The engine tests' hypernetwork: :func:`factories.strong_hypernetwork` per layer, N(0, 0.2) by default."""
+    return strong_hypernetwork(name, sizes, seed=seed, std=std, per_layer=True, **options)
 
 
 # ---------------------------------------------------------------------------- host forwards

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import webui_util as wu  # puts the A1111 stand-in (tests/webui_stub) on sys.path
+from hn_testutil import FORGE_STUB_DIR
 
-FORGE_STUB = str(Path(__file__).resolve().parents[1] / "forge_stub")
-if FORGE_STUB not in sys.path:
-    sys.path.insert(0, FORGE_STUB)
+if str(FORGE_STUB_DIR) not in sys.path:
+    sys.path.insert(0, str(FORGE_STUB_DIR))
 
-import forge  # noqa: E402  (the Forge stand-in's harness)
+import forge  # the Forge stand-in's harness
 
-import lib_hypernet  # noqa: E402
-from lib_hypernet import Strength  # noqa: E402
+import lib_hypernet
+from lib_hypernet import Strength
 
 
 def hn(name: str) -> lib_hypernet.Hypernetwork:

@@ -18,7 +18,7 @@ safetensors header edits) and asserts, for ``load()``, ``check_torch_file()``,
 * the process's peak RSS stays within the budget above its start, and no example runs longer than
   the hang limit.
 
-Run by ``tests/test_fuzz.py`` (bounded, seeded) and by ``tools/fuzz.sh DURATION`` (long runs)::
+Run by ``tests/fuzz/test_fuzz.py`` (bounded, seeded) and by ``tools/fuzz.sh DURATION`` (long runs)::
 
     python tests/helpers/fuzzing.py --examples 300 --seed 1
     python tests/helpers/fuzzing.py --duration 15m --failures fuzz-failures
@@ -46,11 +46,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[1]
-for _p in (str(REPO_ROOT), str(HERE)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+HERE = str(Path(__file__).resolve().parent)  # tests/helpers: sys.path[0] when run as a script, not when imported
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from hn_testutil import FIXTURES_DIR, REPO_ROOT  # noqa: E402
+
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 from differential import differential  # noqa: E402
@@ -86,7 +89,7 @@ def build_seeds(folder: Path, marker: Path) -> dict[str, bytes]:
     from hn_testutil import TouchViaSystem
     from hostile_util import good_raw, torch_bytes
 
-    fixtures = REPO_ROOT / "tests" / "fixtures" / "a1111"
+    fixtures = FIXTURES_DIR
     hn = lib_hypernet.create("seed", sizes=[8, 16], activation_func="relu", is_layer_norm=True, seed=0)
     hn.save(folder / "legacy.pt")
     hn.save(folder / "seed.safetensors")

@@ -13,15 +13,20 @@ import stat
 import subprocess
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+# The one repository root of the tests (test files sit one or two folders below tests/: never count parents there).
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TESTS_DIR = REPO_ROOT / "tests"
+HELPERS_DIR = TESTS_DIR / "helpers"
+WEBUI_STUB_DIR = TESTS_DIR / "webui_stub"  # the A1111 stand-in (see its README)
+FORGE_STUB_DIR = TESTS_DIR / "forge_stub"  # the Forge 2 / reForge stand-ins
 # The A1111-made golden fixtures are part of the repository (tests/fixtures/a1111, see its README).
-FIXTURES_DIR = REPO_ROOT / "tests" / "fixtures" / "a1111"
+FIXTURES_DIR = TESTS_DIR / "fixtures" / "a1111"
 
 
 HYPERNET_JS = REPO_ROOT / "javascript" / "hypernet.js"
@@ -54,6 +59,11 @@ def require_fixtures() -> Path:
         if not (FIXTURES_DIR / name).is_file():
             raise FileNotFoundError(f"A1111 golden fixture {FIXTURES_DIR / name} is missing: the checkout is incomplete")
     return FIXTURES_DIR
+
+
+# The root conftest's ``copy_fixtures(folder, *names)``: copies of golden fixture files in ``folder`` (made when
+# missing); returns the first copy's path.
+CopyFixtures = Callable[..., Path]
 
 
 def load_manifest() -> dict[str, Any]:

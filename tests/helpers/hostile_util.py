@@ -24,10 +24,9 @@ from typing import Any
 
 import pytest
 import torch
+from hn_testutil import HELPERS_DIR, REPO_ROOT
 
 import lib_hypernet
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------- zips
@@ -223,7 +222,7 @@ def run_limited(code: str, *, address_space_mb: int, timeout: float = 300.0) -> 
 
     prelude = textwrap.dedent(f"""
         import json, resource, sys
-        sys.path[:0] = [{str(REPO_ROOT)!r}, {str(REPO_ROOT / "tests" / "helpers")!r}]
+        sys.path[:0] = [{str(REPO_ROOT)!r}, {str(HELPERS_DIR)!r}]
         import torch
         torch.set_num_threads(1)
         import lib_hypernet

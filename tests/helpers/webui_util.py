@@ -10,26 +10,27 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
+from factories import strong_hypernetwork
+from hn_testutil import REPO_ROOT
+from hn_testutil import WEBUI_STUB_DIR as STUB_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STUB_DIR = REPO_ROOT / "tests" / "webui_stub"
 if str(STUB_DIR) not in sys.path:
     sys.path.insert(0, str(STUB_DIR))
 
-import webui  # noqa: E402  (the stand-in's harness)
-from modules import paths, script_loading, shared  # noqa: E402
+import webui  # the stand-in's harness
+from modules import paths, script_loading, shared
 
-import lib_hypernet  # noqa: E402
-from lib_hypernet.webui import extension as webui_extension  # noqa: E402  (the state the host adapter registers)
-from lib_hypernet.webui import settings as webui_settings  # noqa: E402, F401  (for the tests)
+import lib_hypernet
+from lib_hypernet.webui import extension as webui_extension  # the state the host adapter registers
+from lib_hypernet.webui import settings as webui_settings  # noqa: F401  (for the tests)
 
 EXTENSION_SCRIPT = str(REPO_ROOT / "scripts" / "sd_webui_hypernet.py")
 SD1_TINY_WIDTHS = (32, 64, 768)  # to_k.in_features of the stand-in's "sd1-tiny" UNet (checked by a test)
 PROMPT = "a cat"
+ONE_FILE = (("x", {"seed": 1}),)  # the files :func:`running` writes unless told otherwise
 
 
 # ---------------------------------------------------------------------------- harness
@@ -44,7 +45,7 @@ def start(**start_kwargs: Any) -> Any:
 
 @contextlib.contextmanager
 def running(
-    tmp_path: os.PathLike[str] | str, files: Iterable[tuple[str, dict[str, Any]]] = (("x", {"seed": 1}),), **start_kwargs: Any
+    tmp_path: os.PathLike[str] | str, files: Iterable[tuple[str, dict[str, Any]]] = ONE_FILE, **start_kwargs: Any
 ) -> Iterator[Any]:
     """Reset into ``tmp_path``, write hypernetwork ``files`` (``(name, write_hn kwargs)``), start; yields the app.
 
@@ -99,18 +100,10 @@ def make_hn(
     layer_structure: tuple[float, ...] = (1, 0.25, 1),
     **create_kwargs: Any,
 ) -> lib_hypernet.Hypernetwork:
-    """A small relu hypernetwork whose weights are N(0, std) (small: the stand-in's sampler stays tame).
-
-    The narrow hidden layer (``1, 0.25, 1``) keeps files small (~0.6 MB) and the tests fast.
-    """
-    hn = lib_hypernet.create(
-        name, sizes=list(sizes), activation_func="relu", seed=seed, layer_structure=layer_structure, **create_kwargs
-    )
-    gen = torch.Generator().manual_seed(seed + 1000)
-    with torch.no_grad():
-        for p in hn.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * std)
-    return hn
+    """A small relu hypernetwork whose weights are N(0, std) (:func:`factories.strong_hypernetwork`; small: the
+    stand-in's sampler stays tame).  The narrow hidden layer (``1, 0.25, 1``) keeps files small (~0.6 MB) and
+    the tests fast."""
+    return strong_hypernetwork(name, sizes, seed=seed, std=std, layer_structure=layer_structure, **create_kwargs)
 
 
 def write_hn(

@@ -1,5 +1,5 @@
 // The tag grammar and writer of javascript/hypernet.js against the case table lib_hypernet/prompt/ passes too.
-// Run: node --test tests/js/   (tests/test_prompt_tags.py runs this as part of pytest)
+// Run: node --test tests/js/   (tests/prompt/test_prompt_tags.py runs this as part of pytest)
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert/strict");

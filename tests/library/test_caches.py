@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hn_testutil import fifo_rescuer
+from hn_testutil import CopyFixtures, fifo_rescuer
 
 from lib_hypernet.formats.fileio import file_lock
 from lib_hypernet.library.caches import (
@@ -30,12 +29,6 @@ from lib_hypernet.library.facts import FileFacts
 from lib_hypernet.library.folder import HypernetLibrary, is_pending
 
 CACHES = [HashCache, DescriptionCache]
-
-
-def _file(tmp_path: Path, fixtures_dir: Path, name: str = "act_relu.pt") -> Path:
-    path = tmp_path / name
-    shutil.copyfile(fixtures_dir / name, path)
-    return path
 
 
 def _fill(cache: PersistedCache, path: Path) -> None:
@@ -65,9 +58,9 @@ def _entry(path: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("cls", CACHES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("kind", ["lists", "dicts", "huge-int", "not-utf8", "not-json", "not-a-cache", "oversized"])
 def test_hostile_cache_file_starts_empty_with_one_warning(
-    cls: type[PersistedCache], kind: str, tmp_path: Path, fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+    cls: type[PersistedCache], kind: str, tmp_path: Path, copy_fixtures: CopyFixtures, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = _file(tmp_path, fixtures_dir)
+    path = copy_fixtures(tmp_path, "act_relu.pt")
     store = tmp_path / "cache.json"
     if kind == "lists":
         store.write_text('{"version": 1, "entries": ' + "[" * 200_000 + "]" * 200_000 + "}")
@@ -104,9 +97,9 @@ def test_hostile_cache_file_starts_empty_with_one_warning(
 @pytest.mark.parametrize("cls", CACHES, ids=lambda c: c.__name__)
 @pytest.mark.parametrize("how", ["fifo", "symlink-to-fifo", "directory"])
 def test_a_cache_path_that_is_no_regular_file_never_blocks(
-    cls: type[PersistedCache], how: str, tmp_path: Path, fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+    cls: type[PersistedCache], how: str, tmp_path: Path, copy_fixtures: CopyFixtures, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = _file(tmp_path, fixtures_dir)
+    path = copy_fixtures(tmp_path, "act_relu.pt")
     store = tmp_path / "cache.json"
     fifo = tmp_path / ("cache.json" if how == "fifo" else "elsewhere.fifo")
     if how == "directory":
@@ -127,8 +120,8 @@ def test_a_cache_path_that_is_no_regular_file_never_blocks(
         assert stat.S_ISREG(os.lstat(store).st_mode) and _known(cls.load(store), path)
 
 
-def test_a_symlinked_cache_file_is_read_through_the_link(tmp_path: Path, fixtures_dir: Path) -> None:
-    path = _file(tmp_path, fixtures_dir)
+def test_a_symlinked_cache_file_is_read_through_the_link(tmp_path: Path, copy_fixtures: CopyFixtures) -> None:
+    path = copy_fixtures(tmp_path, "act_relu.pt")
     real, link = tmp_path / "synced" / "cache.json", tmp_path / "cache.json"
     real.parent.mkdir()
     cache = HashCache()
@@ -148,9 +141,9 @@ def test_a_symlinked_cache_file_is_read_through_the_link(tmp_path: Path, fixture
     ids=lambda c: "-".join(f"{k}={v!r}" for k, v in c.items()),
 )
 def test_a_wrongly_typed_description_entry_is_dropped(
-    changes: dict, tmp_path: Path, fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+    changes: dict, tmp_path: Path, copy_fixtures: CopyFixtures, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = _file(tmp_path, fixtures_dir)
+    path = copy_fixtures(tmp_path, "act_relu.pt")
     entry = _entry(path)
     entry["description"].update(changes)
     store = tmp_path / "cache.json"
@@ -172,15 +165,15 @@ def test_a_wrongly_typed_description_entry_is_dropped(
      {"description": None}],
     ids=lambda c: "-".join(f"{k}={v!r}" for k, v in c.items()),
 )
-def test_a_description_entry_with_a_bad_stamp_is_dropped(changes: dict, tmp_path: Path, fixtures_dir: Path) -> None:
-    path = _file(tmp_path, fixtures_dir)
+def test_a_description_entry_with_a_bad_stamp_is_dropped(changes: dict, tmp_path: Path, copy_fixtures: CopyFixtures) -> None:
+    path = copy_fixtures(tmp_path, "act_relu.pt")
     store = tmp_path / "cache.json"
     store.write_text(json.dumps({"version": 1, "entries": {str(path): {**_entry(path), **changes}}}))
     assert len(DescriptionCache.load(store)) == 0
 
 
-def test_a_correct_description_entry_is_kept_and_another_schema_is_not_used(tmp_path: Path, fixtures_dir: Path) -> None:
-    path = _file(tmp_path, fixtures_dir)
+def test_a_correct_description_entry_is_kept_and_another_schema_is_not_used(tmp_path: Path, copy_fixtures: CopyFixtures) -> None:
+    path = copy_fixtures(tmp_path, "act_relu.pt")
     store = tmp_path / "cache.json"
     good = _entry(path)
     store.write_text(json.dumps({"version": 1, "entries": {str(path): good}}))
@@ -196,8 +189,10 @@ def test_a_correct_description_entry_is_kept_and_another_schema_is_not_used(tmp_
 
 # ---------------------------------------------------------------------- saving
 @pytest.mark.parametrize("cls", CACHES, ids=lambda c: c.__name__)
-def test_save_merges_and_prunes_gone_and_changed_files(cls: type[PersistedCache], tmp_path: Path, fixtures_dir: Path) -> None:
-    a, b, c = (_file(tmp_path, fixtures_dir, name) for name in ("act_relu.pt", "act_gelu.pt", "act_elu.pt"))
+def test_save_merges_and_prunes_gone_and_changed_files(
+    cls: type[PersistedCache], tmp_path: Path, copy_fixtures: CopyFixtures
+) -> None:
+    a, b, c = (copy_fixtures(tmp_path, name) for name in ("act_relu.pt", "act_gelu.pt", "act_elu.pt"))
     store = tmp_path / "cache.json"
     one, two = cls.load(store), cls.load(store)
     _fill(one, a)
@@ -217,9 +212,9 @@ def test_save_merges_and_prunes_gone_and_changed_files(cls: type[PersistedCache]
 
 @pytest.mark.parametrize("cls", CACHES, ids=lambda c: c.__name__)
 def test_a_lock_file_that_is_a_symlink_is_not_followed(
-    cls: type[PersistedCache], tmp_path: Path, fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+    cls: type[PersistedCache], tmp_path: Path, copy_fixtures: CopyFixtures, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = _file(tmp_path, fixtures_dir)
+    path = copy_fixtures(tmp_path, "act_relu.pt")
     store = tmp_path / "cache.json"
     target = tmp_path / "outside" / "target"
     target.parent.mkdir()
@@ -258,9 +253,9 @@ def _try_lock(lock: Path) -> bool:
 
 # ---------------------------------------------------------------------- the files; facts
 def test_cache_files_load_and_save_both_and_never_raise(
-    tmp_path: Path, fixtures_dir: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, copy_fixtures: CopyFixtures, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = _file(tmp_path, fixtures_dir)
+    path = copy_fixtures(tmp_path, "act_relu.pt")
     folder = tmp_path / "caches"
     files = CacheFiles(folder)
     files.save()
@@ -282,8 +277,8 @@ def test_cache_files_load_and_save_both_and_never_raise(
     assert any("cannot save the hash cache" in r.getMessage() for r in caplog.records)
 
 
-def test_file_facts_keep_nothing_of_their_own(tmp_path: Path, fixtures_dir: Path) -> None:
-    _file(tmp_path, fixtures_dir)
+def test_file_facts_keep_nothing_of_their_own(tmp_path: Path, copy_fixtures: CopyFixtures) -> None:
+    copy_fixtures(tmp_path, "act_relu.pt")
     library = HypernetLibrary(tmp_path)
     library.refresh()
     file = library.files["act_relu"]

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hn_testutil import REPO_ROOT
 
 import lib_hypernet
 from lib_hypernet.library.caches import HashCache
@@ -225,7 +226,7 @@ def test_two_processes_saving_at_once_lose_nothing(tmp_path: Path) -> None:
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     store = tmp_path / "cache.json"
-    repo = str(Path(__file__).resolve().parents[1])
+    repo = str(REPO_ROOT)
     procs = [subprocess.Popen([sys.executable, str(script), repo, str(tmp_path), str(store), who, "50"])
              for who in ("p", "q")]
     try:

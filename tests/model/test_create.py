@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 
@@ -244,10 +245,40 @@ def test_create_size_limit_is_checked_before_allocating() -> None:
     assert lib_hypernet.create("x", sizes=[64], max_bytes=None).widths == [64]
 
 
-def test_numpy_integers_are_sizes() -> None:
-    import numpy as np
+class _NumpyLikeInt:
+    """What ``numpy.int64``/``int32`` are to ``create`` (numpy is no core test dependency): a registered
+    ``numbers.Integral`` that is no ``int``."""
 
-    assert lib_hypernet.create("x", sizes=[np.int64(8)], seed=np.int32(1)).widths == [8]
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+    __int__ = __index__
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return self.value == other
+
+    def __le__(self, other: int) -> bool:
+        return self.value <= other
+
+    def __ge__(self, other: int) -> bool:
+        return self.value >= other
+
+
+numbers.Integral.register(_NumpyLikeInt)
+
+
+def test_numpy_integers_are_sizes() -> None:
+    size, seed = _NumpyLikeInt(8), _NumpyLikeInt(1)
+    assert not isinstance(size, int)
+    assert lib_hypernet.create("x", sizes=[size], seed=seed).widths == [8]
+    assert torch.equal(lib_hypernet.create("x", sizes=[size], seed=seed).state_dict()[8][0]["linear.0.weight"],
+                       lib_hypernet.create("x", sizes=[8], seed=1).state_dict()[8][0]["linear.0.weight"])
 
 
 def test_widths_are_truncated_like_a1111_int() -> None:

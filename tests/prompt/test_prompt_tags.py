@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hn_testutil import TESTS_DIR
 
 from lib_hypernet.prompt import edit as pt
 from lib_hypernet.prompt.grammar import TAG_ERROR_KINDS, TagError, names_in_prompt, parse_items
 from lib_hypernet.prompt.writer import format_number, format_tag
 
-ROOT = Path(__file__).resolve().parents[1]
-CASES = json.loads((ROOT / "tests" / "fixtures" / "tag_cases.json").read_text(encoding="utf-8"))
+CASES = json.loads((TESTS_DIR / "fixtures" / "tag_cases.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("case", CASES["find"], ids=lambda c: repr(c["prompt"])[:60])
@@ -119,7 +119,7 @@ def test_javascript_agrees(tmp_path: Path) -> None:
     """node's built-in test runner on tests/js/ (the same case table through javascript/hypernet.js)."""
     node = shutil.which("node")
     assert node, "node (v18+) is needed for the JavaScript tests"
-    result = subprocess.run([node, "--test", str(ROOT / "tests" / "js")], cwd=tmp_path, capture_output=True, text=True,
+    result = subprocess.run([node, "--test", str(TESTS_DIR / "js")], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "# fail 0" in result.stdout

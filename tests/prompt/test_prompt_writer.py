@@ -7,7 +7,7 @@ import ast
 import re
 
 import pytest
-from hn_testutil import REPO_ROOT
+from hn_testutil import HYPERNET_JS, REPO_ROOT
 
 from lib_hypernet.engine.strength import Strength
 from lib_hypernet.prompt import edit
@@ -125,7 +125,7 @@ def test_hypernet_js_is_the_only_twin() -> None:
     """The browser's tag regex and number pattern are grammar.py's (ASCII digits)."""
     from lib_hypernet.prompt import grammar
 
-    script = (REPO_ROOT / "javascript" / "hypernet.js").read_text(encoding="utf-8")
+    script = HYPERNET_JS.read_text(encoding="utf-8")
     js_tag = re.search(r"var TAG_RE = /(.+)/g;", script)
     js_number = re.search(r"var NUMBER_RE = /\^(.+)\$/;", script)
     assert js_tag and js_number

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 import torch
-from hn_testutil import TouchViaSystem
+from hn_testutil import REPO_ROOT, CopyFixtures, TouchViaSystem
 
 import lib_hypernet
 from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
@@ -25,23 +25,6 @@ from lib_hypernet.ui import compat
 from lib_hypernet.ui.__main__ import main
 from lib_hypernet.ui.library_panel import COLUMNS, LibraryPanel, build_library_panel, matches, row_of
 from lib_hypernet.ui.standalone import build_app, make_source
-
-FIXTURES = ("act_relu.pt", "dims_24_32_48_meta.pt", "legacy_novelai.pt", "optim_fresh_a.pt", "optim_fresh_a.pt.optim")
-
-
-@pytest.fixture
-def folder(tmp_path: Path, fixtures_dir: Path) -> Path:
-    root = tmp_path / "hypernetworks"
-    (root / "styles").mkdir(parents=True)
-    for name in FIXTURES:
-        shutil.copyfile(fixtures_dir / name, root / name)
-    shutil.copyfile(fixtures_dir / "act_gelu.pt", root / "styles" / "act_gelu.pt")
-    return root
-
-
-@pytest.fixture
-def panel(folder: Path) -> LibraryPanel:
-    return LibraryPanel(LibrarySource(HypernetLibrary(folder)))
 
 
 def _rows(view) -> list[list]:
@@ -118,9 +101,9 @@ def test_select_row(panel: LibraryPanel) -> None:
     assert panel.on_select(names, rows, SimpleNamespace(index=[99, 4], value="x")) == gr.update()
 
 
-def test_refresh_picks_up_new_files(panel: LibraryPanel, folder: Path, fixtures_dir: Path) -> None:
+def test_refresh_picks_up_new_files(panel: LibraryPanel, folder: Path, copy_fixtures: CopyFixtures) -> None:
     panel.view()
-    shutil.copyfile(fixtures_dir / "act_tanh.pt", folder / "act_tanh.pt")
+    copy_fixtures(folder, "act_tanh.pt")
     _table, names, files, status = panel.on_refresh("", "name", False, None)
     assert "act_tanh" in names and "act_tanh" in _choices(files) and status.startswith("6 files")
     assert panel.on_filter("", "name", False, "act_tanh")[2]["value"] == "act_tanh"
@@ -449,7 +432,7 @@ def test_compat_helpers() -> None:
 def test_bench_library_runs(capsys) -> None:
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_library.py"
+    path = REPO_ROOT / "benchmarks" / "bench_library.py"
     spec = importlib.util.spec_from_file_location("bench_library", path)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)

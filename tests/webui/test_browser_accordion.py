@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import webui_util as wu  # puts the stand-in (tests/webui_stub) on sys.path
 from browser_util import TIMEOUT_MS, chromium_page
+from hn_testutil import HYPERNET_JS, REPO_ROOT
 
 webui = importlib.import_module("webui")
 webui_ui = importlib.import_module("webui_ui")
-ROOT = Path(__file__).resolve().parents[1]
 FILES = (("anime", {"seed": 1}), ("style (v2)", {"seed": 2}), ("sub/detail", {"seed": 3}))
 
 # What A1111's script.js / ui.js / inputAccordion.js define for extensions (same behaviour, a few lines each).
@@ -118,7 +118,7 @@ def webui_page(tmp_path: Path):
 
 @pytest.fixture
 def page():
-    script = WEBUI_HELPERS + "\n" + (ROOT / "javascript" / "hypernet.js").read_text(encoding="utf-8")
+    script = WEBUI_HELPERS + "\n" + HYPERNET_JS.read_text(encoding="utf-8")
     with chromium_page(1100, 1000, init_script=script) as page:
         yield page
 
@@ -161,7 +161,7 @@ def _choose(page, i: int, label: str) -> None:
 def test_prompt_and_rows_stay_in_sync_in_chromium(webui_page, page, tmp_path: Path) -> None:
     page.goto(webui_page)
     page.wait_for_function("() => !!window.sdHypernet && !!document.querySelector('#txt2img_sd_hypernet_rows')")
-    page.add_style_tag(path=str(ROOT / "style.css"))
+    page.add_style_tag(path=str(REPO_ROOT / "style.css"))
     extension = wu.extension()
     labels = json.loads(page.evaluate(f"() => document.querySelector('{P}_config textarea').value"))["labels"]
     anime, style = labels["anime"], labels["style (v2)"]
@@ -262,7 +262,7 @@ MEASURE_ROWS = """(prefix) => {
 def test_rows_line_up_and_advanced_labels_fit_one_line(webui_page, page) -> None:
     page.goto(webui_page)
     page.wait_for_function("() => !!window.sdHypernet && !!document.querySelector('#txt2img_sd_hypernet_rows')")
-    page.add_style_tag(path=str(ROOT / "style.css"))
+    page.add_style_tag(path=str(REPO_ROOT / "style.css"))
     page.add_style_tag(content=A1111_COLUMN_CSS)
     page.click("#script_txt2img_hypernetworks_panel .label-wrap")
     page.click(f"{P}_advanced_0 .label-wrap")

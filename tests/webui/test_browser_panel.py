@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from browser_util import TIMEOUT_MS, chromium_page
-from hn_testutil import REPO_ROOT
+from hn_testutil import HYPERNET_JS
 
 FILES = {
     "act_relu.pt": "act_relu.pt",
@@ -208,7 +208,7 @@ def test_webui_tab_sends_the_tag_to_txt2img(tmp_path: Path, page) -> None:
         page_app.queue()
         _, url, _ = page_app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
         try:
-            page.add_init_script(A1111_GLOBALS + (REPO_ROOT / "javascript" / "hypernet.js").read_text(encoding="utf-8"))
+            page.add_init_script(A1111_GLOBALS + HYPERNET_JS.read_text(encoding="utf-8"))
             page.goto(url)
             _wait_text(page, "#hypernet_lib_table", "styles/painterly.pt")
             page.locator("#hypernet_lib_table td", has_text="painterly").first.click()

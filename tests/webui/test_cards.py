@@ -10,7 +10,6 @@ import os
 import re
 from pathlib import Path
 
-import pytest
 import webui_util as wu  # puts the stand-in (tests/webui_stub) on sys.path
 from hn_testutil import run_node
 from modules import errors, shared, ui_extra_networks
@@ -20,12 +19,6 @@ from lib_hypernet.webui import cards, settings
 webui_ui = importlib.import_module("webui_ui")
 webui = importlib.import_module("webui")
 FILES = (("anime", {"seed": 1}), ("style (v2", {"seed": 2}), ("xl", {"sizes": (64, 2048), "seed": 3}))
-
-
-@pytest.fixture
-def app(tmp_path):
-    with wu.running(tmp_path, FILES) as app:
-        yield app
 
 
 def _pages(name: str = "hypernetworks"):

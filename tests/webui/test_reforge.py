@@ -7,13 +7,13 @@ self- from cross-attention."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import webui_util as wu
+from hn_testutil import FORGE_STUB_DIR
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "forge_stub"))
+sys.path.insert(0, str(FORGE_STUB_DIR))
 
 import forge
 from forge_common.ops import ManualCastLinear

@@ -1,7 +1,7 @@
 """The panel beside the prompt (HypernetScript.ui) built with gradio 3.41.2 on the A1111 stand-in.
 
 The rows only edit the prompt: every sync event is JavaScript (``fn=None``), checked here in the Blocks
-config; the browser test (tests/test_browser_accordion.py) drives them.
+config; the browser test (tests/webui/test_browser_accordion.py) drives them.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ FILES = (("anime", {"seed": 1}), ("style (v2)", {"seed": 2}))
 
 
 @pytest.fixture
-def app(tmp_path):
-    with wu.running(tmp_path, FILES) as app:
-        facts = wu.extension().facts
-        facts.stop()  # deterministic labels: finish the background work in the foreground
-        facts.compute_missing(background=False)
-        yield app
+def app(app):
+    """The folder's ``app`` (conftest.py) with every file's facts computed."""
+    facts = wu.extension().facts
+    facts.stop()  # deterministic labels: finish the background work in the foreground
+    facts.compute_missing(background=False)
+    return app
 
 
 def _label(name: str) -> str:
@@ -246,9 +246,10 @@ def test_unsafe_and_self_attention_only_reach_the_report(tmp_path):
 
 def test_style_css_styles_only_our_elements():
     import re
-    from pathlib import Path
 
-    css = (Path(__file__).resolve().parents[1] / "style.css").read_text(encoding="utf-8")
+    from hn_testutil import REPO_ROOT
+
+    css = (REPO_ROOT / "style.css").read_text(encoding="utf-8")
     css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
     selectors = [s.strip() for block in re.findall(r"([^{}]+)\{", css) for s in block.split(",") if s.strip()]
     assert selectors

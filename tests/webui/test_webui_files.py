@@ -6,15 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 
-import pytest
 import webui_util as wu
 from modules import infotext_utils, shared
-
-
-@pytest.fixture
-def app(tmp_path):
-    with wu.running(tmp_path) as app:
-        yield app
 
 
 def _hash_in_infotext(res) -> str:

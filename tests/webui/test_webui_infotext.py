@@ -23,10 +23,7 @@ OPTION_KEYS = (
 SECTION = ("hypernet", "Hypernetworks", "sd")
 
 
-@pytest.fixture
-def app(tmp_path):
-    with wu.running(tmp_path, (("x", {"seed": 1}), ("y", {"seed": 2}))) as app:
-        yield app
+FILES = (("x", {"seed": 1}), ("y", {"seed": 2}))  # the folder's app fixture (conftest.py) starts on them
 
 
 def _params(res) -> dict:

@@ -6,15 +6,10 @@ from __future__ import annotations
 import logging
 import os
 
-import pytest
 import webui_util as wu
 from modules import errors, extra_networks_hypernet, shared
 
-
-@pytest.fixture
-def app(tmp_path):
-    with wu.running(tmp_path, (("x", {"seed": 1}), ("y", {"seed": 2}))) as app:
-        yield app
+FILES = (("x", {"seed": 1}), ("y", {"seed": 2}))  # the folder's app fixture (conftest.py) starts on them
 
 
 def _has(res, *needles):

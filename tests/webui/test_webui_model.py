@@ -8,19 +8,12 @@ import copy
 import gc
 import weakref
 
-import pytest
 import torch
 import webui_util as wu
 from modules import errors, extra_networks, extra_networks_hypernet, processing, script_callbacks, sd_hijack, shared
 
 OPTIMIZATIONS = ("None", "Doggettx", "xformers", "sdp", "sdp-no-mem", "sub-quadratic", "V1", "InvokeAI")
 TAGGED = "<hypernet:x:0.8>a cat"
-
-
-@pytest.fixture
-def app(tmp_path):
-    with wu.running(tmp_path) as app:
-        yield app
 
 
 def test_hooks_are_on_the_real_ldm_unet(app):

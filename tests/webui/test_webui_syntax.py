@@ -6,7 +6,6 @@ text: tags go first (``<hypernet:x:0.8>a cat`` strips to ``a cat``).
 
 from __future__ import annotations
 
-import pytest
 import torch
 import webui_util as wu
 from modules import extra_networks, extra_networks_hypernet, shared
@@ -16,11 +15,7 @@ from lib_hypernet.webui import a1111
 X = "<hypernet:x:{}>"
 
 
-@pytest.fixture
-def app(tmp_path):
-    files = (("x", {"seed": 1}), ("y", {"seed": 2}), ("z", {"seed": 3}))
-    with wu.running(tmp_path, files) as app:
-        yield app
+FILES = (("x", {"seed": 1}), ("y", {"seed": 2}), ("z", {"seed": 3}))  # the folder's app fixture (conftest.py)
 
 
 def test_stripped_prompts_are_equal():

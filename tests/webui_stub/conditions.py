@@ -13,7 +13,7 @@
 The webui harness applies them in :func:`webui.start` (before the extension's scripts load) and undoes
 them in :func:`webui.unload`, so tests outside the stand-in see a plain process. A test that needs the
 import order of the real webui (the patches before ``lib_hypernet`` is imported) calls :func:`apply`
-first thing in a fresh interpreter (see ``tests/test_webui_conditions.py``).
+first thing in a fresh interpreter (see ``tests/webui/test_webui_conditions.py``).
 """
 from __future__ import annotations
 
