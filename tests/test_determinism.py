@@ -19,7 +19,7 @@ import torch
 from hn_testutil import a1111_safe_check, raw_torch_load
 
 import lib_hypernet
-from lib_hypernet.cli import commands as cli
+from lib_hypernet import cli
 from lib_hypernet.formats import pt_legacy_writer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import lib_hypernet
-from lib_hypernet.cli import commands as cli
+from lib_hypernet import cli
 from lib_hypernet.engine import handle as engine_handle
 from lib_hypernet.engine import runner as engine_runner
 from lib_hypernet.formats import hashing
