@@ -1,6 +1,7 @@
-"""``python -m lib_hypernet``: the command line (see :mod:`lib_hypernet.cli.commands`).
+"""``python -m lib_hypernet``: the command line (see :mod:`lib_hypernet.cli.parser`).
 
-The CLI (and torch) is imported inside :func:`run`, so Ctrl-C while it starts up ends with one
+Only the parser is imported here (no torch: ``--help`` answers at once); the commands, and torch, load once
+the arguments parsed, inside :func:`~lib_hypernet.cli.parser.main`, so Ctrl-C while they load ends with one
 line and exit status 130, like Ctrl-C later on, instead of a traceback.
 """
 
@@ -12,7 +13,7 @@ import sys
 def run(prog: str | None = None) -> int:
     """Import and run the command line; the ``hypernet`` console script and ``python -m`` both call this."""
     try:
-        from .cli.commands import main
+        from .cli.parser import main
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         return 130

@@ -31,3 +31,15 @@ def test_bench_apply_tiny_runs(capsys: pytest.CaptureFixture[str], monkeypatch: 
     assert forge_rows, "the Forge 2 / ComfyUI patch-route table is missing"
     assert all(float(d) < 1e-4 for d in forge_rows[0].rstrip(" |").rsplit("|", 1)[1].split(","))
     assert "lib_hypernet.load(.safetensors)" in out and "sha256" in out
+
+
+def test_bench_cli_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("bench_cli", BENCH.with_name("bench_cli.py"))
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--rounds", "1"]) == 0
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
+    assert {"python -c pass", "--help", "info FILE"} <= set(rows)
+    help_vs_info = float(rows["--help"].rstrip(" |").rsplit("|", 1)[1])
+    assert 0 < help_vs_info < 1  # --help loads no torch: always faster than info

@@ -1,7 +1,7 @@
-"""A minimal byte-count progress bar for the command line (carriage-return redraw on stderr).
+"""A minimal progress bar for the command line (carriage-return redraw on stderr), counting bytes or files.
 
-Used by :mod:`lib_hypernet.cli.commands` while hashing.  It draws nothing unless asked to;
-:func:`should_show` decides whether a bar is worth showing.
+Used by :mod:`lib_hypernet.cli.commands` while hashing (bytes) and converting or repairing a folder (files).
+It draws nothing unless asked to; :func:`should_show` decides whether a bar is worth showing.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ def should_show(total_bytes: int, n_files: int, force: bool | None, isatty: bool
 
 
 class ProgressBar:
-    """``label [#####-----]  45%  123.4/456.7 MiB  210.3 MiB/s``, redrawn at most every 0.1 s.
+    """``label [#####-----]  45%  123.4/456.7 MiB  210.3 MiB/s`` (``… 45%  17/37 files`` with ``files``),
+    redrawn at most every 0.1 s.
 
-    Call :meth:`update` with byte counts (it fits ``hashing.sha256(progress=...)``) and
+    Call :meth:`update` with byte counts (it fits ``hashing.sha256(progress=...)``) or file counts and
     :meth:`close` at the end, which draws the final state and a newline.  A disabled bar
     does nothing.
     """
@@ -48,6 +49,7 @@ class ProgressBar:
         enabled: bool = True,
         min_interval: float = MIN_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        files: bool = False,
     ) -> None:
         self.total = max(0, int(total))
         self.done = 0
@@ -55,6 +57,7 @@ class ProgressBar:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = enabled
         self.min_interval = min_interval
+        self.files = files
         self._clock = clock
         self._start = clock()
         self._last_draw: float | None = None
@@ -75,12 +78,11 @@ class ProgressBar:
         now = self._clock() if now is None else now
         fraction = min(1.0, self.done / self.total) if self.total else 1.0
         filled = round(fraction * BAR_WIDTH)
-        elapsed = max(now - self._start, 1e-9)
-        rate = self.done / MIB / elapsed
-        return (
-            f"{self.label} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {fraction * 100:3.0f}%  "
-            f"{self.done / MIB:.1f}/{self.total / MIB:.1f} MiB  {rate:.1f} MiB/s"
-        )
+        bar = f"{self.label} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {fraction * 100:3.0f}%  "
+        if self.files:
+            return f"{bar}{self.done}/{self.total} files"
+        rate = self.done / MIB / max(now - self._start, 1e-9)
+        return f"{bar}{self.done / MIB:.1f}/{self.total / MIB:.1f} MiB  {rate:.1f} MiB/s"
 
     def _draw(self, now: float) -> None:
         text = self.render(now)

@@ -16,18 +16,23 @@ after it re-loads with the source's metadata and bit-identical weights for every
 so a failed or interrupted conversion never replaces anything.  When writing a ``.pt``,
 a valid ``SRC.optim`` is re-written for the new file's hash (a re-saved file has a new
 hash, so the old side file would no longer match), under the same policy as the file.
+
+The batches (:func:`convert_all`, :func:`repair_all`, :func:`repair_files`) act on each file in turn
+under the same policy and return one :class:`FileOutcome` per file: a refusal or a failure is that
+file's outcome and never stops the others.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import torch
 
@@ -41,7 +46,7 @@ from ..errors import (
     OutsideFolderError,
     shorten,
 )
-from ..formats import format_of
+from ..formats import SUFFIXES, format_of
 from ..formats.fileio import atomic_write, resolves_inside
 from ..formats.hashing import sha256
 from ..formats.optim import OptimizerState, load_optimizer_state, optim_path, save_optimizer_state
@@ -54,7 +59,7 @@ from .folder import HypernetFile, HypernetLibrary
 log = logging.getLogger(__name__)
 
 FilesProgress = Callable[[int, int, str], None]
-"""Called with (files done, files in all, the file now being hashed)."""
+"""Called with (files done, files in all, the file now being worked on)."""
 
 A1111_NAME_CHARS = "._- "
 """What A1111 keeps of a new hypernetwork's name besides letters and digits."""
@@ -197,26 +202,43 @@ def _carry_optim(
     return f"wrote {os.path.basename(optim_path(dst))} for it ({state.optimizer_name} state, re-hashed)", False
 
 
+def converted_path(path: str | os.PathLike[str], to: str) -> str:
+    """Where converting ``path`` to the format ``to`` (``"pt"``, ``"safetensors"``) writes by default: beside it,
+    the same stem with the other suffix."""
+    return f"{os.path.splitext(os.fspath(path))[0]}.{to}"
+
+
 def convert(library: HypernetLibrary, file: HypernetFile, *, overwrite: bool = False) -> Conversion:
     """Write ``<stem>.safetensors`` beside the library's ``.pt`` ``file`` (verified bit-identical)."""
     if file.format != "pt":
         raise HypernetError(f"{file.name} is already a .safetensors file", file.path)
-    return _convert_in(library, file, os.path.splitext(file.path)[0] + ".safetensors", overwrite)
+    return _convert_in(library, file, converted_path(file.path, "safetensors"), overwrite)
+
+
+def repair_file(path: str | os.PathLike[str], *, overwrite: bool = False) -> Conversion:
+    """Re-write the ``.pt`` at ``path`` in place in the legacy format every A1111 loads.
+
+    The weights stay bit-identical but the file's hash changes, so it is a replacement like any
+    other: without ``overwrite`` it raises :class:`HypernetExistsError`.  Its ``.optim`` is re-hashed.
+    """
+    path = _check_repair(path, overwrite)
+    return convert_file(path, path, overwrite=True)
 
 
 def repair(library: HypernetLibrary, file: HypernetFile, *, overwrite: bool = False) -> Conversion:
-    """Re-write the library's ``.pt`` ``file`` in place in the legacy format every A1111 loads.
-
-    The weights stay bit-identical but the file's hash changes, so it is a replacement like any
-    other: without ``overwrite`` it raises :class:`HypernetExistsError`.
-    """
-    if file.format != "pt":
-        raise HypernetError(f"{file.name} is a .safetensors file; only a .pt can be repaired", file.path)
-    if not overwrite:
-        raise HypernetExistsError(
-            f"repairing rewrites {file.relpath} in place (weights bit-identical, the file's hash changes)", file.path
-        )
+    """:func:`repair_file` on the library's ``file`` (written only inside the library's folder)."""
+    _check_repair(file.path, overwrite)
     return _convert_in(library, file, file.path, True)
+
+
+def _check_repair(path: str | os.PathLike[str], overwrite: bool) -> str:
+    """Refuse to repair what is no ``.pt``, or without ``overwrite`` (before anything is loaded)."""
+    path = os.fspath(path)
+    if format_of(path) != "pt":
+        raise HypernetError(f"{os.path.basename(path)} is a .safetensors file; only a .pt can be repaired", path)
+    if not overwrite:
+        raise HypernetExistsError("repairing rewrites it in place (weights bit-identical, the file's hash changes)", path)
+    return path
 
 
 def _convert_in(library: HypernetLibrary, file: HypernetFile, target: str, overwrite: bool) -> Conversion:
@@ -253,6 +275,11 @@ def sanitize_name(name: str) -> str:
     return clean
 
 
+def create_path(name: str, out: str = ".", file_format: str = "pt") -> str:
+    """Where :func:`create_file` writes ``name``: ``out/NAME.FORMAT`` with the name sanitized (:func:`sanitize_name`)."""
+    return os.path.join(out, f"{sanitize_name(name)}.{file_format}")
+
+
 def create_file(
     name: str,
     out: str = ".",
@@ -264,10 +291,9 @@ def create_file(
 ) -> tuple[str, Hypernetwork]:
     """Create a hypernetwork with A1111's options (see :func:`lib_hypernet.create`) and save it as
     ``out/NAME.FORMAT`` (``out`` is created if needed); returns the path and the hypernetwork."""
-    clean = sanitize_name(name)
-    path = os.path.join(out, f"{clean}.{file_format}")
+    path = create_path(name, out, file_format)
     check_target(path, overwrite=overwrite, inside=inside)
-    hn = new_hypernetwork(clean, **options)
+    hn = new_hypernetwork(sanitize_name(name), **options)
     if out:
         try:
             os.makedirs(out, exist_ok=True)
@@ -339,17 +365,134 @@ def _run_failure(hn: Hypernetwork) -> str | None:
 def hash_missing(library: HypernetLibrary, progress: FilesProgress | None = None) -> tuple[int, list[str]]:
     """Hash every file of ``library`` whose sha256 is not cached; returns (how many were hashed, errors)."""
     todo = [f for f in library.files.values() if library.hash_cache.get(f.path) is None]
-    errors: list[str] = []
-    for i, file in enumerate(todo):
-        if progress is not None:
-            progress(i, len(todo), file.name)
+
+    def hash_one(file: HypernetFile) -> str | None:
         try:
             library.sha256(file)
         except HypernetError as exc:
-            errors.append(str(exc))
-    if progress is not None:
-        progress(len(todo), len(todo), "")
+            return str(exc)
+        return None
+
+    errors = [error for error in _each(todo, hash_one, progress) if error is not None]
     return len(todo) - len(errors), errors
+
+
+# --------------------------------------------------------------------- batches
+WRITTEN, FINE, EXISTS, FAILED = "written", "fine", "exists", "failed"
+"""A batch's outcome for one file: written; nothing to do; not written because its target exists and
+overwriting was not asked for; failed."""
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What a batch action did with one file."""
+
+    path: str  # the file acted on
+    status: str  # WRITTEN, FINE, EXISTS or FAILED (see above)
+    target: str | None = None  # the file written (or that would have been)
+    conversion: Conversion | None = None  # what was written
+    message: str = ""  # why it was not written or failed (the error's text, naming the file)
+
+
+def attempt(path: str, target: str, act: Callable[[], Conversion]) -> FileOutcome:
+    """One write of a batch (``act``): a refusal or failure becomes its outcome instead of ending the batch."""
+    try:
+        done = act()
+    except HypernetExistsError as exc:
+        return FileOutcome(path, EXISTS, target, message=str(exc))
+    except HypernetError as exc:
+        return FileOutcome(path, FAILED, target, message=str(exc))
+    except OSError as exc:
+        return FileOutcome(path, FAILED, target, message=f"{exc.filename or path}: {exc.strerror or exc}")
+    return FileOutcome(path, WRITTEN, target, done)
+
+
+def convert_all(
+    folder: str | os.PathLike[str] | HypernetLibrary, *, to: str = "safetensors", overwrite: bool = False,
+    progress: FilesProgress | None = None,
+) -> list[FileOutcome]:
+    """Convert every file of ``folder`` (recursively, as the library lists it) that is not a ``to`` file
+    (``"safetensors"`` or ``"pt"``) into ``<stem>.<to>`` beside it, each verified bit-identical and written
+    only inside the folder; one outcome per file, in name order (a failure does not stop the others)."""
+    if f".{to}" not in SUFFIXES:
+        raise HypernetFormatError(f"unknown format {to!r}; use pt or safetensors")
+    library = _refreshed(folder)
+
+    def convert_one(file: HypernetFile) -> FileOutcome:
+        target = converted_path(file.path, to)
+        return attempt(file.path, target, lambda: _convert_in(library, file, target, overwrite))
+
+    return _each([f for f in library.files.values() if f.format != to], convert_one, progress)
+
+
+def repair_all(
+    folder: str | os.PathLike[str] | HypernetLibrary, *, overwrite: bool = False, progress: FilesProgress | None = None
+) -> list[FileOutcome]:
+    """:func:`repair` every ``.pt`` of ``folder`` (recursively) that A1111 cannot load; the others are FINE.
+    Without ``overwrite`` nothing is written: a file that could be repaired is EXISTS (it would be replaced),
+    one that cannot be loaded FAILED."""
+    library = _refreshed(folder)
+
+    def repair_one(file: HypernetFile) -> FileOutcome:
+        return _repair_outcome(file.path, overwrite, lambda: library.get(file),
+                               lambda: repair(library, file, overwrite=overwrite))
+
+    return _each([f for f in library.files.values() if f.format == "pt"], repair_one, progress)
+
+
+def repair_files(
+    paths: Sequence[str], *, overwrite: bool = False, progress: FilesProgress | None = None
+) -> list[FileOutcome]:
+    """:func:`repair_all` for files named one by one (no folder rule: the user chose each path)."""
+
+    def repair_one(path: str) -> FileOutcome:
+        return _repair_outcome(path, overwrite, lambda: load(path), lambda: repair_file(path, overwrite=overwrite))
+
+    return _each(list(paths), repair_one, progress, name=os.path.basename)
+
+
+def _repair_outcome(
+    path: str, overwrite: bool, load_it: Callable[[], Hypernetwork], repair_it: Callable[[], Conversion]
+) -> FileOutcome:
+    try:
+        _check_repair(path, overwrite=True)  # a .pt
+        if not os.path.isfile(path):
+            raise HypernetFileError("file not found" if not os.path.lexists(path) else "not a regular file", path)
+        if not a1111_zip_entries_rejected(path):
+            return FileOutcome(path, FINE)
+        if not overwrite:
+            load_it()  # only a file that can be repaired waits for the go-ahead; a broken one fails now
+    except HypernetError as exc:
+        return FileOutcome(path, FAILED, message=str(exc))
+    return attempt(path, path, repair_it)
+
+
+def _refreshed(folder: str | os.PathLike[str] | HypernetLibrary) -> HypernetLibrary:
+    """``folder``'s library with a fresh listing (a batch acts on what is there now)."""
+    if not isinstance(folder, HypernetLibrary):
+        if not os.path.isdir(folder):
+            raise HypernetFileError("not a folder" if os.path.exists(folder) else "folder not found", os.fspath(folder))
+        folder = HypernetLibrary(folder)
+    library_folder(folder)
+    folder.refresh()
+    return folder
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _each(items: Sequence[T], act: Callable[[T], R], progress: FilesProgress | None,
+          name: Callable[[T], str] = operator.attrgetter("name")) -> list[R]:
+    """``act`` on every item in turn, reporting (done, all, the item's name) before each and at the end."""
+    results = []
+    for i, item in enumerate(items):
+        if progress is not None:
+            progress(i, len(items), name(item))
+        results.append(act(item))
+    if progress is not None:
+        progress(len(items), len(items), "")
+    return results
 
 
 def _check_same(original: Hypernetwork, copy: Hypernetwork, src: str, dst: str) -> None:

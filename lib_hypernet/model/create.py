@@ -16,9 +16,8 @@ from ..formats.metadata import HypernetMetadata
 from .activations import UnusableActivationError
 from .hypernetwork import Hypernetwork
 from .module import MAX_WIDTH, HypernetworkModule, layer_widths
+from .options import WEIGHT_INITIALIZATIONS
 from .tensor_modes import ordinary_tensors
-
-WEIGHT_INITIALIZATIONS = ("Normal", "XavierUniform", "XavierNormal", "KaimingUniform", "KaimingNormal")
 
 # --------------------------------------------------------------------- creating
 MAX_CREATE_BYTES = 4 * 1024**3

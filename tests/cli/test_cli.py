@@ -1,4 +1,4 @@
-"""Tests of the ``hypernet`` command line (``lib_hypernet.cli.commands``), run in-process except one subprocess test."""
+"""Tests of the ``hypernet`` command line (``lib_hypernet.cli``), run in-process except the subprocess tests."""
 
 from __future__ import annotations
 
@@ -14,17 +14,19 @@ import torch
 from hn_testutil import REPO_ROOT, TouchViaSystem, a1111_safe_check, assert_hypernetworks_equal
 
 import lib_hypernet
-from lib_hypernet.cli import commands as cli
+from lib_hypernet.cli import commands, render
+from lib_hypernet.cli.parser import main
 from lib_hypernet.cli.progress import AUTO_MIN_BYTES, MIB, ProgressBar, should_show
 from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
+from lib_hypernet.library.description import describe_file
 from lib_hypernet.model.decode import all_finite
 
 INFO_FILES = ("act_relu.pt", "legacy_novelai.pt", "dims_24_32_48_meta.pt", "optim_fresh_a.pt", "optim_stale.pt")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    """``cli.main`` on ``argv`` (paths stringified): ``(exit status, stdout, stderr)``."""
-    code = cli.main([str(a) for a in argv])
+    """The command line on ``argv`` (paths stringified): ``(exit status, stdout, stderr)``."""
+    code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -49,6 +51,11 @@ def outputs(hn: lib_hypernet.Hypernetwork, seed: int = 7) -> list[torch.Tensor]:
         context = torch.randn(2, 3, width, generator=generator)
         result += list(lib_hypernet.apply_hypernetworks(context, [(hn, 0.7)]))
     return result
+
+
+def descriptions(out: str) -> list[dict]:
+    """The file descriptions of a ``--json`` document."""
+    return [result["description"] for result in json.loads(out)["results"]]
 
 
 def assert_one_error_line(err: str) -> None:
@@ -78,7 +85,7 @@ def test_info_human(capsys: pytest.CaptureFixture[str], fixtures_dir: Path) -> N
     assert relu["activation"] == "relu"
     assert relu["legacy hash"].startswith("e3b0c442 (meaningless under 1 MiB")
     assert relu[".optim"].startswith("missing")
-    assert "fix: python -m lib_hypernet convert" in out
+    assert f" -m lib_hypernet repair {fixtures_dir / 'act_relu.pt'} --force  (rewrites it" in out
 
     novelai = blocks["legacy_novelai.pt"]
     assert novelai["modules"] == "8: Linear(8, 16) → Linear(16, 8)"
@@ -102,7 +109,7 @@ def test_info_json(capsys: pytest.CaptureFixture[str], fixtures_dir: Path, cases
     names = (*INFO_FILES, "extra_keys.pt", "dropout_1_2_2_1_elu_ln.pt")
     code, out, _ = run(capsys, "info", "--json", *(fixtures_dir / name for name in names))
     assert code == 0
-    entries = json.loads(out)
+    entries = descriptions(out)
     assert [os.path.basename(e["path"]) for e in entries] == list(names)
     for entry in entries:
         case = cases_by_name[os.path.basename(entry["path"])[:-3]]
@@ -137,7 +144,7 @@ def test_info_failed_file_still_listed(capsys: pytest.CaptureFixture[str], fixtu
     bad.write_bytes(b"\x00this is not a torch file" * 20)
     code, out, err = run(capsys, "info", "--json", fixtures_dir / "act_relu.pt", bad, tmp_path / "missing.pt")
     assert code == 1
-    good, broken, missing = json.loads(out)
+    good, broken, missing = descriptions(out)
     assert good["ok"] is True
     assert broken["ok"] is False and "not a readable PyTorch file" in broken["error"]
     assert broken["sha256"] and broken["safe"] is None
@@ -155,7 +162,7 @@ def test_info_unsafe_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     torch.save({768: TouchViaSystem(marker)}, evil)
     code, out, err = run(capsys, "info", "--json", evil)
     assert code == 1
-    (entry,) = json.loads(out)
+    (entry,) = descriptions(out)
     assert entry["safe"] is False and "system" in entry["safe_detail"]
     assert entry["ok"] is False and entry["error"]
     assert_one_error_line(err)
@@ -474,7 +481,7 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path)
 def test_help_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    for command in ("info", "hash", "convert", "verify", "create", "examples"):
+    for command in ("info", "hash", "convert", "repair", "verify", "create", "examples"):
         assert command in out
     code, _, err = run(capsys)
     assert code == 2 and "usage:" in err
@@ -589,7 +596,7 @@ def test_ctrl_c_while_running(capsys: pytest.CaptureFixture[str], tmp_path: Path
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "hash_files", interrupted)
+    monkeypatch.setattr(commands, "hash_files", interrupted)
     code, _, err = run(capsys, "hash", tmp_path / "x.pt")
     assert code == 130
     assert err.strip() == "interrupted"
@@ -635,21 +642,39 @@ def test_create_into_read_only_folder_names_the_path_once(
     assert err.count(str(tmp_path)) == 1
 
 
-def test_fix_hint_runs_as_written(capsys: pytest.CaptureFixture[str], fixtures_dir: Path, tmp_path: Path) -> None:
-    """The `fix:` line of info and verify is a command that works from the extension folder, no install step."""
-    import shlex
+def _hint(text: str) -> str:
+    """The command of the first ``fix:`` line in ``text``."""
+    return next(line for line in text.splitlines() if "fix:" in line).split("fix:", 1)[1].split("  (")[0].strip()
 
-    path = tmp_path / "zip.pt"
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_fix_hint_runs_from_any_folder(installed: bool, fixtures_dir: Path, tmp_path: Path) -> None:
+    """The `fix:` line of info and verify is a command that works as written from another folder: the absolute
+    paths of python and the file, and the extension folder on PYTHONPATH unless lib_hypernet is installed."""
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    path = here / "zip.pt"
     path.write_bytes((fixtures_dir / "act_relu.pt").read_bytes())
-    run(capsys, "verify", path)
-    _, out, _ = run(capsys, "info", path)
-    hint = next(line for line in out.splitlines() if "fix:" in line).split("fix:", 1)[1].split("  (")[0].strip()
-    assert hint == f"python -m lib_hypernet convert {path} {path} --force"
-    assert f"fix: {hint}" in run(capsys, "verify", path)[2]
-    argv = shlex.split(hint)
-    assert argv[0] == "python"
-    result = subprocess.run([sys.executable, *argv[1:]], capture_output=True, text=True, cwd=REPO_ROOT,
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, timeout=300, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if installed:  # as pip installs it: the checkout on sys.path through a .pth file in a site directory
+        site_dir = tmp_path / "site"
+        site_dir.mkdir()
+        (site_dir / "hypernet-checkout.pth").write_text(f"{REPO_ROOT}\n", encoding="utf-8")
+        (site_dir / "sitecustomize.py").write_text(f"import site\nsite.addsitedir({str(site_dir)!r})\n", encoding="utf-8")
+        env["PYTHONPATH"] = str(site_dir)
+    cli_env = env if installed else {**env, "PYTHONPATH": str(REPO_ROOT)}
+
+    def hypernet(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lib_hypernet", *argv], capture_output=True, text=True,
+                              cwd=here, env=cli_env, timeout=300, check=False)
+
+    hint = _hint(hypernet("info", "zip.pt").stdout)
+    assert _hint(hypernet("verify", "zip.pt").stderr) == hint
+    assert hint.endswith(f" -m lib_hypernet repair {path} --force")  # the file's absolute path
+    assert hint.startswith(f"{sys.executable} -m" if installed else f"PYTHONPATH={REPO_ROOT} {sys.executable} -m")
+    result = subprocess.run(hint, shell=True, capture_output=True, text=True, cwd=elsewhere, env=env, timeout=300,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert a1111_safe_check(path) == "ok"
 
@@ -657,7 +682,240 @@ def test_fix_hint_runs_as_written(capsys: pytest.CaptureFixture[str], fixtures_d
 def test_info_shows_modules_in_numeric_width_order(tmp_path: Path) -> None:
     path = tmp_path / "sd1.pt"
     lib_hypernet.create("sd1", sizes=(768, 320, 640, 1280), layer_structure=[1, 0.01, 1], seed=1).save(path)
-    entry = json.loads(json.dumps(cli.inspect_file(str(path)), sort_keys=True))  # as a cache or the API may hand it over
-    text = cli.render_info(entry)
+    entry = json.loads(json.dumps(describe_file(path).to_json(), sort_keys=True))  # as a cache or the API may hand it over
+    text = render.render_info(entry)
     widths = [line.split(":")[-2].split()[-1] for line in text.splitlines() if "Linear(" in line]
     assert widths == ["320", "640", "768", "1280"], text
+
+
+# --------------------------------------------------------------------- issue 16: a CLI that answers at once
+_NO_TORCH_RUN = r"""
+import runpy, sys
+sys.argv = ["hypernet", *sys.argv[1:]]
+try:
+    runpy.run_module("lib_hypernet", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+sys.stdout.flush()
+sys.stderr.write(f"\ntorch loaded: {'torch' in sys.modules}\n")
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["--help"], 0),
+        (["info", "--help"], 0),
+        (["create", "--help"], 0),
+        (["convert", "--help"], 0),
+        (["--version"], 0),
+        ([], 2),
+        (["convert"], 2),
+        (["frobnicate"], 2),
+        (["create", "x", "--sizes", "abc"], 2),
+        (["create", "x", "--init", "Zeros"], 2),
+    ],
+    ids=lambda value: " ".join(value) or "no-args" if isinstance(value, list) else str(value),
+)
+def test_help_and_usage_errors_load_no_torch(argv: list[str], code: int, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-c", _NO_TORCH_RUN, *argv], capture_output=True, text=True,
+                            env=_subprocess_env(), cwd=tmp_path, timeout=300, check=False)
+    assert result.returncode == code, result.stderr
+    assert result.stderr.rstrip().endswith("torch loaded: False"), result.stderr
+    assert "Traceback" not in result.stderr
+    assert ("usage:" in result.stdout + result.stderr) or argv == ["--version"]
+
+
+def test_unknown_activation_is_a_usage_error_listing_the_names(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "create", "x", "--sizes", "8", "--activation", "threshold", "--out", tmp_path)
+    assert code == 2 and "Traceback" not in err
+    assert "invalid choice: 'threshold'" in err and "gelu" in err and "swish" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+ENVELOPE_KEYS = {"command", "schema", "ok", "summary", "results", "errors"}
+RESULT_KEYS = {"file", "status", "ok", "error", "written", "warnings", "description"}
+
+
+def assert_document(out: str, command: str, statuses: list[str]) -> dict:
+    """``out`` is one ``--json`` document of ``command``, one result per status, each with a file description."""
+    doc = json.loads(out)
+    assert set(doc) == ENVELOPE_KEYS and doc["command"] == command and doc["schema"] == 1
+    assert [result["status"] for result in doc["results"]] == statuses
+    for result in doc["results"]:
+        assert set(result) == RESULT_KEYS
+        assert result["ok"] == (result["error"] is None)
+        description = result["description"]
+        assert description["path"] == (result["written"] or result["file"])
+        assert {"sha256", "format", "widths", "a1111_loadable", "ok", "error", "warnings"} <= set(description)
+    assert doc["ok"] == all(result["ok"] for result in doc["results"]) == (doc["errors"] == [])
+    return doc
+
+
+def test_json_on_every_command(capsys: pytest.CaptureFixture[str], fixtures_dir: Path, tmp_path: Path) -> None:
+    relu = tmp_path / "relu.pt"
+    relu.write_bytes((fixtures_dir / "act_relu.pt").read_bytes())
+    missing = tmp_path / "missing.pt"
+
+    code, out, _ = run(capsys, "info", "--json", relu, missing)
+    doc = assert_document(out, "info", ["ok", "failed"])
+    assert code == 1 and doc["errors"] == [{"file": str(missing), "error": f"{missing}: file not found"}]
+    assert doc["results"][0]["warnings"] == ["A1111 cannot load this .pt: convert it"]
+
+    code, out, _ = run(capsys, "hash", "--json", relu)
+    doc = assert_document(out, "hash", ["ok"])
+    assert code == 0 and doc["results"][0]["description"]["sha256"] == lib_hypernet.sha256(relu)
+
+    code, out, _ = run(capsys, "verify", "--json", relu)
+    doc = assert_document(out, "verify", ["ok"])
+    assert code == 0 and any(" repair " in w for w in doc["results"][0]["warnings"])
+
+    code, out, _ = run(capsys, "convert", "--json", relu)
+    doc = assert_document(out, "convert", ["written"])
+    assert code == 0 and doc["results"][0]["written"] == str(tmp_path / "relu.safetensors")
+    assert doc["results"][0]["description"]["format"] == "safetensors"
+
+    code, out, err = run(capsys, "convert", "--json", relu)  # exists: not written, an error
+    doc = assert_document(out, "convert", ["exists"])
+    assert code == 1 and "--force" in doc["errors"][0]["error"] and err.startswith("error: ")
+
+    code, out, _ = run(capsys, "repair", "--json", relu)
+    doc = assert_document(out, "repair", ["exists"])
+    assert code == 1 and doc["summary"] is None
+    code, out, _ = run(capsys, "repair", "--json", "--force", relu)
+    doc = assert_document(out, "repair", ["written"])
+    assert code == 0 and doc["results"][0]["description"]["a1111_loadable"] is True
+
+    code, out, _ = run(capsys, "convert", "--json", "--force", tmp_path)  # a folder
+    doc = assert_document(out, "convert", ["written"])
+    assert code == 0 and doc["summary"] == "converted 1 of 1 file; 0 failed"
+
+    code, out, _ = run(capsys, "create", "--json", "new", "--sizes", "8", "--seed", "1", "--out", tmp_path)
+    doc = assert_document(out, "create", ["written"])
+    assert code == 0 and doc["results"][0]["description"]["widths"] == [8]
+    code, out, _ = run(capsys, "create", "--json", "new", "--sizes", "8", "--out", tmp_path)  # exists
+    doc = json.loads(out)
+    assert code == 1 and doc["results"] == [] and doc["errors"][0]["file"] == str(tmp_path / "new.pt")
+    assert set(doc) == ENVELOPE_KEYS and "--force" in doc["errors"][0]["error"]
+
+    from lib_hypernet.library.examples import EXAMPLES
+
+    code, out, _ = run(capsys, "examples", "--json", "--out", tmp_path / "ex")
+    assert_document(out, "examples", ["written"] * len(EXAMPLES))
+    code, out, _ = run(capsys, "examples", "--json", "--out", tmp_path / "ex")
+    assert code == 0 and assert_document(out, "examples", ["fine"] * len(EXAMPLES))["ok"]
+
+
+def test_convert_without_destination_or_into_a_folder(
+    capsys: pytest.CaptureFixture[str], fixtures_dir: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "x.pt"
+    src.write_bytes((fixtures_dir / "act_relu.pt").read_bytes())
+    code, out, err = run(capsys, "convert", src)
+    assert code == 0, err
+    assert out.startswith(f"wrote {tmp_path / 'x.safetensors'} (safetensors")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, out, err = run(capsys, "convert", src, out_dir)
+    assert code == 0, err
+    assert out.startswith(f"wrote {out_dir / 'x.safetensors'} (safetensors") and "unknown hypernetwork" not in err
+    code, out, err = run(capsys, "convert", tmp_path / "x.safetensors", out_dir)  # the other way: x.pt
+    assert code == 0, err
+    assert a1111_safe_check(out_dir / "x.pt") == "ok"
+    code, _, err = run(capsys, "convert", src, out_dir, "--to", "pt")  # out/x.pt exists
+    assert code == 1 and "already exists; pass --force" in err
+    code, _, err = run(capsys, "convert", src, tmp_path / "y.pt", "--to", "safetensors")
+    assert code == 2 and "does not end in .safetensors" in err
+    for path in (tmp_path / "x.safetensors", out_dir / "x.safetensors", out_dir / "x.pt"):
+        assert_hypernetworks_equal(lib_hypernet.load(src), lib_hypernet.load(path))
+
+
+def _a1111_folder(fixtures_dir: Path, folder: Path) -> dict[str, Path]:
+    """A folder as A1111 users have them: .pt files a newer torch wrote (A1111 refuses them), one with its .optim
+    in a sub-folder, one A1111 loads, one broken."""
+    (folder / "sub").mkdir(parents=True)
+    files = {name: folder / name for name in ("act_relu.pt", "act_gelu.pt", "fine.pt", "broken.pt")}
+    files["train.pt"] = folder / "sub" / "train.pt"
+    for name in ("act_relu.pt", "act_gelu.pt"):
+        files[name].write_bytes((fixtures_dir / name).read_bytes())
+    for suffix in ("", ".optim"):
+        Path(f"{files['train.pt']}{suffix}").write_bytes((fixtures_dir / f"optim_fresh_b.pt{suffix}").read_bytes())
+    lib_hypernet.create("fine", sizes=[8], seed=1).save(files["fine.pt"])
+    files["broken.pt"].write_bytes(b"\x00not a torch file" * 10)
+    return files
+
+
+def test_repair_a_folder(capsys: pytest.CaptureFixture[str], fixtures_dir: Path, tmp_path: Path) -> None:
+    files = _a1111_folder(fixtures_dir, tmp_path / "hn")
+    before = {path: path.read_bytes() for path in (tmp_path / "hn").rglob("*") if path.is_file()}
+
+    code, out, err = run(capsys, "repair", tmp_path / "hn")  # without --force: nothing is written
+    assert code == 1
+    assert {path: path.read_bytes() for path in before} == before
+    assert out.count("not written: ") == 3 and f"fine {files['fine.pt']}" in out
+    assert err.strip().splitlines()[-1] == (
+        "repaired 0 of 5 files; 1 was fine; 3 not written (pass --force to rewrite them in place); 1 failed")
+    assert err.count("error: ") == 1 and "broken.pt" in err
+
+    code, out, err = run(capsys, "repair", "--force", "--progress", tmp_path / "hn")
+    assert code == 1  # the broken file
+    assert err.strip().splitlines()[-1] == "repaired 3 of 5 files; 1 was fine; 1 failed"
+    assert "\rrepairing [" in err and "5/5 files" in err
+    for name in ("act_relu.pt", "act_gelu.pt", "train.pt", "fine.pt"):
+        assert a1111_safe_check(files[name]) == "ok", name
+    assert files["fine.pt"].read_bytes() == before[files["fine.pt"]]
+    optim = lib_hypernet.load_optimizer_state(files["train.pt"])  # kept in step with the rewritten file
+    assert optim.ok and optim.stored_hash == lib_hypernet.sha256(files["train.pt"])[:10]
+    assert_hypernetworks_equal(lib_hypernet.load(fixtures_dir / "act_relu.pt"), lib_hypernet.load(files["act_relu.pt"]))
+
+    files["broken.pt"].unlink()
+    code, _, err = run(capsys, "repair", tmp_path / "hn")
+    assert code == 0 and err.strip() == "repaired 0 of 4 files; 4 were fine; 0 failed"
+
+
+def test_convert_a_folder(capsys: pytest.CaptureFixture[str], fixtures_dir: Path, tmp_path: Path) -> None:
+    files = _a1111_folder(fixtures_dir, tmp_path / "hn")
+    files["broken.pt"].unlink()
+    code, out, err = run(capsys, "convert", tmp_path / "hn", "--to", "safetensors")
+    assert code == 0, err
+    assert err.strip() == "converted 4 of 4 files; 0 failed"
+    for path in files.values():
+        if path.exists():
+            assert_hypernetworks_equal(lib_hypernet.load(path), lib_hypernet.load(path.with_suffix(".safetensors")))
+    assert "the optimizer state stays in train.pt.optim" in out
+    stamps = {path: path.stat().st_mtime_ns for path in (tmp_path / "hn").rglob("*.safetensors")}
+    code, out, err = run(capsys, "convert", tmp_path / "hn")  # again: nothing overwritten without --force
+    assert code == 1
+    assert out.count("not written: ") == 4 and "already exists" in out
+    assert err.strip() == "converted 0 of 4 files; 4 not written (the .safetensors file exists; pass --force to " \
+                          "overwrite it); 0 failed"
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    code, _, err = run(capsys, "convert", tmp_path / "hn", "--force")
+    assert code == 0 and err.strip() == "converted 4 of 4 files; 0 failed"
+    code, _, err = run(capsys, "convert", tmp_path / "hn", tmp_path / "elsewhere")
+    assert code == 2 and "give no DST" in err
+
+
+def test_create_asks_before_writing_over_1_gib(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, err = run(capsys, "create", "big", "--sizes", "768", "--layer-structure", "1, 200, 1", "--out", tmp_path)
+    assert code == 1 and out == ""
+    assert_one_error_line(err)
+    assert "would be a 1.8 GiB file (472,167,936 parameters)" in err and "pass --yes" in err
+    assert list(tmp_path.iterdir()) == []
+
+    monkeypatch.setattr(commands, "CONFIRM_BYTES", 1024)  # a small file stands in for a big one
+    code, _, err = run(capsys, "create", "small", "--sizes", "32", "--out", tmp_path)
+    assert code == 1 and "pass --yes" in err and not (tmp_path / "small.pt").exists()
+    code, _, err = run(capsys, "create", "small", "--sizes", "32", "--out", tmp_path, "--yes")
+    assert code == 0 and err.startswith("warning: ") and "writing it as asked" in err
+    assert (tmp_path / "small.pt").exists()
+
+    monkeypatch.setattr(commands, "_isatty", lambda stream: True)  # a terminal: the question
+    for answer, written in (("n\n", False), ("y\n", True)):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(answer))
+        code, _, err = run(capsys, "create", f"asked{answer[0]}", "--sizes", "32", "--out", tmp_path)
+        assert "Write it? [y/N]" in err
+        assert (code == 0) == written == (tmp_path / f"asked{answer[0]}.pt").exists(), err

@@ -16,7 +16,7 @@ import torch
 from factories import strong_hypernetwork
 
 import lib_hypernet
-from lib_hypernet.cli import commands as cli
+from lib_hypernet import cli
 from lib_hypernet.engine import handle as engine_handle
 from lib_hypernet.engine import runner as engine_runner
 from lib_hypernet.formats import hashing

@@ -19,7 +19,7 @@ import torch
 from hn_testutil import REPO_ROOT, a1111_safe_check, raw_torch_load
 
 import lib_hypernet
-from lib_hypernet.cli import commands as cli
+from lib_hypernet import cli
 from lib_hypernet.formats import pt_legacy_writer
 
 # Creates, saves, re-loads and re-saves, converts; prints {file name: sha256} as JSON.

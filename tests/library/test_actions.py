@@ -87,3 +87,53 @@ def test_verify_reports_what_a1111_refuses_without_a_command(fixtures_dir: Path)
     found = actions.verify_file(str(fixtures_dir / "act_relu.pt"))
     assert found.failure is None and found.a1111_rejected  # written by newer torch: A1111 1.10.1 refuses it
     assert not any("--force" in note for note in found.notes)
+
+
+def test_batches_repair_and_convert_a_folder(fixtures_dir: Path, tmp_path: Path) -> None:
+    """repair_all / convert_all: one outcome per file, nothing replaced without overwrite, a broken file fails
+    alone, the .optim kept in step, progress per file, and a sub-folder that links outside is never written."""
+    from hn_testutil import a1111_safe_check
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    shutil.copyfile(fixtures_dir / "act_relu.pt", root / "relu.pt")
+    for suffix in ("", ".optim"):
+        shutil.copyfile(fixtures_dir / f"optim_fresh_b.pt{suffix}", root / "sub" / f"train.pt{suffix}")
+    lib_hypernet.create("fine", sizes=[8], seed=1).save(root / "fine.pt")
+    (root / "broken.pt").write_bytes(b"\x00not a torch file" * 10)
+    shutil.copyfile(fixtures_dir / "act_gelu.pt", outside / "linked.pt")
+    os.symlink(outside, root / "link")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    def statuses(outcomes: list[actions.FileOutcome]) -> dict[str, str]:
+        return {os.path.relpath(o.path, root): o.status for o in outcomes}
+
+    assert statuses(actions.repair_all(root)) == {
+        "broken.pt": actions.FAILED, "fine.pt": actions.FINE, os.path.join("link", "linked.pt"): actions.EXISTS,
+        "relu.pt": actions.EXISTS, os.path.join("sub", "train.pt"): actions.EXISTS,
+    }
+    assert {p: p.read_bytes() for p in before} == before
+
+    calls: list[tuple[int, int]] = []
+    outcomes = actions.repair_all(str(root), overwrite=True, progress=lambda done, total, name: calls.append((done, total)))
+    assert calls == [(i, 5) for i in range(6)]
+    assert statuses(outcomes) == {
+        "broken.pt": actions.FAILED, "fine.pt": actions.FINE, os.path.join("link", "linked.pt"): actions.FAILED,
+        "relu.pt": actions.WRITTEN, os.path.join("sub", "train.pt"): actions.WRITTEN,
+    }
+    linked = next(o for o in outcomes if "linked" in o.path)
+    assert "outside the hypernetwork folder" in linked.message
+    assert (outside / "linked.pt").read_bytes() == (fixtures_dir / "act_gelu.pt").read_bytes()
+    assert a1111_safe_check(root / "relu.pt") == a1111_safe_check(root / "sub" / "train.pt") == "ok"
+    state = lib_hypernet.load_optimizer_state(root / "sub" / "train.pt")
+    assert state.ok and state.stored_hash == lib_hypernet.sha256(root / "sub" / "train.pt")[:10]
+    assert (root / "fine.pt").read_bytes() == before[root / "fine.pt"]
+
+    outcomes = actions.convert_all(root, to="safetensors")
+    assert [o.status for o in outcomes if "broken" in o.path or "linked" in o.path] == [actions.FAILED] * 2
+    written = [o for o in outcomes if o.status == actions.WRITTEN]
+    assert len(written) == 3 and all(o.target == actions.converted_path(o.path, "safetensors") for o in written)
+    assert {o.status for o in actions.convert_all(root) if o.status != actions.FAILED} == {actions.EXISTS}
+    assert [o.status for o in actions.repair_files([str(root / "relu.pt"), str(root / "nope.pt")])] == [
+        actions.FINE, actions.FAILED]

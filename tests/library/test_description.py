@@ -13,7 +13,8 @@ import torch
 from hn_testutil import CopyFixtures, TouchViaSystem
 
 import lib_hypernet
-from lib_hypernet.cli import commands as cli
+from lib_hypernet import cli
+from lib_hypernet.cli.render import render_info
 from lib_hypernet.library import description
 from lib_hypernet.library.caches import DescriptionCache
 from lib_hypernet.library.description import CONVERT_WARNING, FileDescription, ModelFacts, describe_file
@@ -118,7 +119,7 @@ def test_truncated_pt_is_not_called_loadable(fixtures_dir: Path, tmp_path: Path,
         assert not desc.ok and desc.error and str(path) in desc.error
         assert desc.a1111_loadable is None and desc.warnings == []
         assert desc.sha256 == lib_hypernet.sha256(path)
-        text = cli.render_info(desc.to_json())
+        text = render_info(desc.to_json())
         assert "A1111 loads" not in text and "error:" in text
     legacy = tmp_path / "legacy.pt"
     lib_hypernet.load(fixtures_dir / "act_relu.pt").save(legacy)
@@ -126,7 +127,7 @@ def test_truncated_pt_is_not_called_loadable(fixtures_dir: Path, tmp_path: Path,
     cut.write_bytes(legacy.read_bytes()[:-200])
     desc = describe_file(cut)
     assert not desc.ok and desc.a1111_loadable is None
-    assert "A1111 loads" not in cli.render_info(desc.to_json())
+    assert "A1111 loads" not in render_info(desc.to_json())
     assert cli.main(["info", str(cut)]) == 1
     assert "A1111 loads" not in capsys.readouterr().out
 
