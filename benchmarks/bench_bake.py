@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from lib_hypernet.bake import bake
+from lib_hypernet import bake
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 report = bake([({hn!r}, 0.8)], {ckpt!r}, {out!r}, mode={mode!r}, overwrite=True)

@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "HypernetPatch": ".engine.patch",
     "Strength": ".engine.strength",
     "convert_file": ".library.actions",
+    "bake": ".library.actions",
     "check_torch_file": ".formats.safe_unpickle",
     "sha256": ".formats.hashing",
     "shorthash": ".formats.hashing",
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
     from .formats.hashing import legacy_model_hash, sha256, shorthash
     from .formats.optim import load_optimizer_state, save_optimizer_state
     from .formats.safe_unpickle import check_torch_file
-    from .library.actions import convert_file
+    from .library.actions import bake, convert_file
     from .library.description import FileDescription, describe_file
     from .library.folder import HypernetLibrary
     from .model.create import create
@@ -103,6 +104,7 @@ __all__ = [
     "UnsafeFileError",
     "__version__",
     "apply_hypernetworks",
+    "bake",
     "check_torch_file",
     "convert_file",
     "create",

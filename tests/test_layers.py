@@ -2,7 +2,7 @@
 
 Layers, each importing only those below it (a layer may import itself)::
 
-    base (errors, _compat) < formats < model < engine < prompt < bake < library < {cli, ui} < webui
+    base (errors, _compat) < formats < model < engine < prompt < baking < library < {cli, ui} < webui
 
 The core (everything but ``ui/`` and ``webui/``) imports only torch, safetensors and the standard library;
 ``ui/`` adds gradio (and the ASGI pieces gradio serves with) but never the webui's ``modules``; only
@@ -22,7 +22,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = REPO_ROOT / "lib_hypernet"
 
-ORDER = ["base", "formats", "model", "engine", "prompt", "bake", "library", "cli", "ui", "webui"]
+ORDER = ["base", "formats", "model", "engine", "prompt", "baking", "library", "cli", "ui", "webui"]
 SIBLINGS = {("cli", "ui"), ("ui", "cli")}  # two front ends on the library: neither imports the other
 CORE_THIRD_PARTY = {"torch", "safetensors"}
 UI_THIRD_PARTY = CORE_THIRD_PARTY | {"gradio", "gradio_client", "fastapi", "starlette", "pydantic", "anyio"}

@@ -223,6 +223,36 @@ def _outcome_result(outcome: FileOutcome, error: str | None) -> dict[str, Any]:
     return schema.result(outcome.path, outcome.status, error=error, description=_described(outcome.path))
 
 
+# --------------------------------------------------------------------- bake
+def cmd_bake(args: argparse.Namespace) -> int:
+    from ..baking import parse_spec
+    from ..library.actions import bake
+    from ..prompt.grammar import TagError
+
+    sources = []
+    for spec in args.specs:
+        try:
+            sources.append(parse_spec(spec))
+        except TagError as exc:
+            raise UsageError(f"{spec}: {exc.reason}") from exc
+    mode, output = ("lora", args.lora) if args.lora else ("merge", args.merge)
+    with files_progress("baking", args.progress) as progress:  # steps: read, hash, write, check
+        report = bake(sources, args.checkpoint, output, mode=mode, overwrite=args.force, progress=progress)
+    if args.json:
+        layers = [{"layer": c.name, "kind": c.kind, "width": c.width, "k_error": c.k_error, "v_error": c.v_error}
+                  for c in report.layers]
+        result = schema.result(args.checkpoint, WRITTEN, written=report.output,
+                               warnings=[*report.unmatched, *report.warnings])
+        result["bake"] = {"mode": mode, "checkpoint_sha256": report.checkpoint_sha256, "max_error": report.max_error,
+                          "layers": layers}
+        _print_json("bake", [result], None)
+        return 0
+    print(render.bake_report(report, args.checkpoint))
+    for note in [*report.unmatched, *report.warnings]:
+        print_warning(note)
+    return 0
+
+
 # --------------------------------------------------------------------- verify
 def cmd_verify(args: argparse.Namespace) -> int:
     digests = hash_files(args.files, args.progress)

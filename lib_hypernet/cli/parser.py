@@ -155,6 +155,24 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     _add_common(p, progress=None)
 
     p = sub.add_parser(
+        "bake", help="bake hypernetworks into a LoRA file or a merged checkpoint (exact, affine files only)",
+        description="Turn hypernetworks (a stack of them, applied in the given order as a prompt's tags are) into a "
+        "LoRA \"full\" file (--lora: loads in A1111's Lora, Forge 2, reForge and ComfyUI; strength 1 reproduces the "
+        "stack) or a merged copy of CKPT (--merge). Exact for hypernetworks without activation and layer norm "
+        "(A1111's default 'linear'); others, and step ranges, are refused with the reason. The result is made "
+        "for CKPT: on another checkpoint it only approximates. It is read back and compared with the "
+        "hypernetworks applied the A1111 way; the largest difference per layer is printed.",
+    )
+    p.add_argument("specs", nargs="+", metavar="SPEC",
+                   help="FILE[:STRENGTH][:self=S][:cross=C], as in a <hypernet:…> tag (default strength 1)")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="the checkpoint (.safetensors; .ckpt read safely)")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--lora", metavar="OUT", help="write a LoRA file (.safetensors)")
+    out.add_argument("--merge", metavar="OUT", help="write a merged checkpoint (.safetensors)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT")
+    _add_common(p, progress="steps")
+
+    p = sub.add_parser(
         "examples", help="generate example hypernetworks (skips existing files)",
         description="Write a few example hypernetworks (random weights) into DIR; files that exist are skipped.",
     )

@@ -9,10 +9,13 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..formats.hashing import LEGACY_HASH_OF_SMALL_FILES, SHORTHASH_LENGTH
 from ..library.actions import EXISTS, FAILED, FINE, WRITTEN, Conversion, FileOutcome
+
+if TYPE_CHECKING:
+    from ..baking import BakeReport
 from ..library.description import by_width, checkpoint_label
 from ..library.text import entry_names, human_size, structure_text, yes_no
 from .messages import FORCE_HINT
@@ -222,3 +225,12 @@ def created_line(path: str, file_format: str, size: int, param_count: int, width
         f"created {path} ({file_format}, {human_size(size)}, {param_count:,} parameters, "
         f"widths {', '.join(str(w) for w in widths)}, sha256 {digest[:SHORTHASH_LENGTH]})"
     )
+
+
+def bake_report(report: BakeReport, checkpoint: str) -> str:
+    """What ``bake`` wrote and how exact it is: a line, then a line per layer (largest K and V difference)."""
+    kind = "LoRA (full)" if report.mode == "lora" else "merged checkpoint"
+    lines = [f"wrote {report.output} ({kind}, {len(report.layers)} attention layers of {checkpoint}); "
+             f"largest difference from the hypernetworks applied the A1111 way: {report.max_error:.1e} (relative)"]
+    lines += [f"  {c.name} ({c.kind}, {c.width}): K {c.k_error:.1e}, V {c.v_error:.1e}" for c in report.layers]
+    return "\n".join(lines)

@@ -32,7 +32,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import torch
 
@@ -55,6 +55,10 @@ from ..model.create import create as new_hypernetwork
 from ..model.decode import all_finite
 from ..model.hypernetwork import Hypernetwork, load
 from .folder import HypernetFile, HypernetLibrary
+
+if TYPE_CHECKING:
+    from ..baking import BakeReport
+    from ..engine.strength import StrengthLike
 
 log = logging.getLogger(__name__)
 
@@ -511,3 +515,22 @@ def _check_same(original: Hypernetwork, copy: Hypernetwork, src: str, dst: str) 
             sa, sb = a.state_dict(), b.state_dict()
             if sa.keys() != sb.keys() or not all(sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa):
                 raise HypernetFormatError(f"verification failed: width {width} ({branch}) weights differ from {src}", dst)
+
+
+# ---------------------------------------------------------------------------- bake
+def bake(
+    sources: Sequence[tuple[Hypernetwork | str | os.PathLike[str], StrengthLike]],
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    mode: str = "lora",
+    overwrite: bool = False,
+    inside: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> BakeReport:
+    """Bake ``sources`` for ``checkpoint`` into ``output`` (:func:`lib_hypernet.baking.bake`) under the write policy:
+    ``inside`` is the folder the output must resolve into (the webui's LoRA or checkpoint folder)."""
+    from ..baking import bake as run_bake  # torch-heavy; only a bake needs it
+
+    target = check_target(output, overwrite=overwrite, inside=inside)
+    return run_bake(sources, checkpoint, target, mode=mode, progress=progress)

@@ -16,7 +16,8 @@ from ldm.modules.diffusionmodules.openaimodel import UNetModel
 from safetensors.torch import load_file, save_file
 
 import lib_hypernet
-from lib_hypernet.bake import BakeError, bake, parse_spec
+from lib_hypernet import bake
+from lib_hypernet.baking import BakeError, parse_spec
 from lib_hypernet.errors import HypernetExistsError
 
 RTOL = 1e-5

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..engine.strength import Strength, StrengthLike, as_strength
-from ..errors import HypernetExistsError, HypernetFileError, HypernetFormatError
+from ..errors import HypernetFileError, HypernetFormatError
 from ..formats.fileio import atomic_open
 from ..formats.hashing import legacy_model_hash, same_checkpoint, sha256
 from ..formats.safetensors_file import SafetensorsFile, tensor_bytes, write_streamed
@@ -63,7 +63,6 @@ def bake(
     output: str | os.PathLike[str],
     *,
     mode: str = "lora",
-    overwrite: bool = False,
     progress: Progress | None = None,
 ) -> BakeReport:
     """Bake ``sources`` (applied in order, as a prompt's tags stack) for ``checkpoint`` into ``output``.
@@ -73,8 +72,8 @@ def bake(
     ``.safetensors`` checkpoint).  The output is written atomically, then read back and compared
     with the hypernetworks applied the A1111 way (the report's per-layer errors).  Raises
     :class:`BakeError` for what cannot be baked (an activation or layer norm, a step range, no
-    matching layer), :class:`~lib_hypernet.errors.HypernetExistsError` for an existing output
-    without ``overwrite``.
+    matching layer).  Whether ``output`` may be written (exists, folder) is the caller's policy:
+    :func:`lib_hypernet.library.actions.bake` applies the project's one write policy first.
     """
     if mode not in ("lora", "merge"):
         raise ValueError(f"mode must be 'lora' or 'merge', got {mode!r}")
@@ -82,10 +81,6 @@ def bake(
     checkpoint = os.fspath(checkpoint)
     if not output.lower().endswith(".safetensors"):
         raise HypernetFileError("the output must be a .safetensors file", output)
-    if os.path.isdir(output):
-        raise HypernetFileError("is a directory; name the file to write", output)
-    if os.path.lexists(output) and not overwrite:
-        raise HypernetExistsError(f"{os.path.basename(output)} already exists", output)
     if os.path.abspath(output) == os.path.abspath(checkpoint):
         raise HypernetFileError("the output would replace the checkpoint it is made from; choose another name", output)
     say = progress or (lambda done, total, what: None)
