@@ -11,15 +11,31 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HypernetError, HypernetNotFoundError
+from ..prompt.grammar import PREFIX, TAG_RE, HypernetRequest, parse_items
 from . import actions
 from .actions import FilesProgress
 from .description import FileDescription, ModelFacts
 from .folder import HypernetFile, HypernetLibrary
 
+if TYPE_CHECKING:
+    from ..baking import BakeReport
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BakeFolders:
+    """Where a bake reads checkpoints and writes its results (the webui's model folders, or the user's choice)."""
+
+    checkpoints: str
+    lora: str  # a LoRA file goes here (the webui's Lora folder)
+    merged: str  # a merged checkpoint goes here (the webui's checkpoint folder)
+
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,7 @@ class LibrarySource:
         save_caches: Callable[[], None] | None = None,
         send_targets: Sequence[SendTarget] = (),
         title: str = "Hypernetworks",
+        bake_folders: BakeFolders | None = None,
     ) -> None:
         self.library = library
         self._refresh = refresh
@@ -55,6 +72,7 @@ class LibrarySource:
         self._save_caches = save_caches
         self.send_targets = tuple(send_targets)
         self.title = title
+        self.bake_folders = bake_folders
 
     # ------------------------------------------------------------------ reading
     def refresh(self) -> None:
@@ -133,6 +151,43 @@ class LibrarySource:
         """Create a hypernetwork in the folder with A1111's options and name rules; returns its name."""
         return self._wrote(lambda: actions.create(self.library, name, file_format=file_format, overwrite=overwrite,
                                                   **options)[0])
+
+    # ------------------------------------------------------------------ bake
+    def checkpoints(self) -> list[str]:
+        """The checkpoint files a bake can use, relative to the checkpoint folder (sub-folders included)."""
+        if self.bake_folders is None or not os.path.isdir(self.bake_folders.checkpoints):
+            return []
+        root = self.bake_folders.checkpoints
+        found = []
+        for folder, _, names in os.walk(root):
+            found += [os.path.relpath(os.path.join(folder, n), root) for n in names
+                      if n.lower().endswith(CHECKPOINT_SUFFIXES) and not n.startswith(".")]
+        return sorted(found, key=str.casefold)
+
+    def bake(self, tags: str, checkpoint: str, *, mode: str, name: str, overwrite: bool = False,
+             progress: Callable[[int, int, str], None] | None = None) -> BakeReport:
+        """Bake the hypernetworks of ``tags`` (``<hypernet:…>`` tags, applied in order, strengths as in a prompt) for
+        ``checkpoint`` (a name from :meth:`checkpoints`) into ``name``.safetensors in the LoRA or checkpoint folder."""
+        if self.bake_folders is None:
+            raise HypernetError("baking needs a checkpoint folder (the webui's, or --checkpoints DIR)")
+        stack = []
+        for request in self._requests(tags):
+            stack.append((self.library.get(self.library.find(request.name)), request.strength))
+        if checkpoint not in self.checkpoints():
+            raise HypernetNotFoundError(f"no checkpoint {checkpoint!r} in {self.bake_folders.checkpoints}; press Refresh")
+        if not name.strip():
+            raise HypernetError("give the file to write a name")
+        folder = self.bake_folders.lora if mode == "lora" else self.bake_folders.merged
+        output = os.path.join(folder, actions.sanitize_name(name.strip()) + ".safetensors")
+        return actions.bake(stack, os.path.join(self.bake_folders.checkpoints, checkpoint), output, mode=mode,
+                            overwrite=overwrite, inside=folder, progress=progress)
+
+    @staticmethod
+    def _requests(tags: str) -> list[HypernetRequest]:
+        found = [parse_items(match.group(0)[len(PREFIX):-1].split(":")) for match in TAG_RE.finditer(tags)]
+        if not found:
+            raise HypernetError("write the hypernetworks to bake as tags, e.g. <hypernet:name:0.8> (several stack)")
+        return found
 
     def _wrote(self, write: Callable[[], str]) -> str:
         """Run ``write`` (which returns the path written), then rescan and save the caches (also after a failure:

@@ -25,6 +25,7 @@ from ..model.create import WEIGHT_INITIALIZATIONS
 from ..prompt.grammar import TagError
 from ..prompt.writer import format_tag
 from . import compat
+from .bake_panel import BakePanel, build_bake_panel
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ class LibraryPanel:
         self.source = source
         self._view_in: list[Any] = []
         self._view_out: list[Any] = []
+        self.bake: BakePanel | None = None  # the Bake section, when the source has somewhere to bake
 
     def fill_on_load(self, blocks: Any) -> None:
         """Rescan the folder and fill the table when the page loads (``blocks``: the Blocks the panel is in)."""
@@ -402,6 +404,8 @@ def build_library_panel(source: LibrarySource, *, elem_prefix: str = "hypernet_l
             new_info = gr.Textbox(label="Optional info", elem_id=eid("new_info"))
             create = gr.Button("Create hypernetwork", variant="primary", elem_id=eid("create"))
             create_result = gr.Markdown(elem_id=eid("create_result"))
+        if source.bake_folders is not None:
+            panel.bake = build_bake_panel(source, elem_prefix=elem_prefix)
 
     view_in = [search, sort, descending, selected]
     view_out = [table, names, selected, status]

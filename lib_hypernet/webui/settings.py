@@ -12,6 +12,8 @@ import gradio as gr
 import torch
 from modules import paths, shared
 
+from ..library.source import BakeFolders
+
 DEFAULT_STRENGTH_CHOICES = ("Extra networks default multiplier", "1.0 (like A1111's built-in hypernetworks)")
 PRECISION_CHOICES: dict[str, torch.dtype | None] = {
     "Automatic": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
@@ -130,6 +132,14 @@ def compute_dtype() -> torch.dtype | None:
 def hypernetwork_dir() -> str:
     folder = getattr(shared.cmd_opts, "hypernetwork_dir", None)
     return folder or os.path.join(paths.models_path, "hypernetworks")
+
+
+def bake_folders() -> BakeFolders:
+    """The webui's checkpoint folder (``--ckpt-dir``) and LoRA folder (``--lora-dir``, added by its Lora
+    extension): a bake reads checkpoints from the first, writes a LoRA into the second, a merge into the first."""
+    checkpoints = getattr(shared.cmd_opts, "ckpt_dir", None) or os.path.join(paths.models_path, "Stable-diffusion")
+    lora = getattr(shared.cmd_opts, "lora_dir", None) or os.path.join(paths.models_path, "Lora")
+    return BakeFolders(checkpoints=checkpoints, lora=lora, merged=checkpoints)
 
 
 def cache_dir() -> str:

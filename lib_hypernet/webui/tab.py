@@ -15,6 +15,7 @@ import gradio as gr
 
 from ..library.source import LibrarySource, SendTarget
 from ..ui.library_panel import PANEL_CSS, build_library_panel
+from . import settings
 from .extension import HypernetExtension, model_facts
 
 TAB_TITLE = "Hypernetworks"
@@ -31,7 +32,8 @@ SEND_TARGETS = (SendTarget("Send to txt2img", send_to_js("txt2img")), SendTarget
 
 def source_for(extension: HypernetExtension) -> LibrarySource:
     return LibrarySource(extension.library, refresh=extension.refresh, model_facts=model_facts,
-                         save_caches=extension.caches.save, send_targets=SEND_TARGETS, title=TAB_TITLE)
+                         save_caches=extension.caches.save, send_targets=SEND_TARGETS, title=TAB_TITLE,
+                         bake_folders=settings.bake_folders())
 
 
 def on_ui_tabs(extension: HypernetExtension) -> list[tuple[Any, str, str]]:
