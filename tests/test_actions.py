@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import lib_hypernet
 from lib_hypernet.errors import HypernetExistsError, HypernetFileError, InvalidNameError, OutsideFolderError
@@ -87,3 +88,74 @@ def test_verify_reports_what_a1111_refuses_without_a_command(fixtures_dir: Path)
     found = actions.verify_file(str(fixtures_dir / "act_relu.pt"))
     assert found.failure is None and found.a1111_rejected  # written by newer torch: A1111 1.10.1 refuses it
     assert not any("--force" in note for note in found.notes)
+
+
+# --------------------------------------------------------------------- batch actions (issue 16)
+def _a1111_folder(fixtures_dir: Path, root: Path) -> Path:
+    """A1111-made files A1111 1.10.1 refuses (zip entries), one with its .optim, one A1111 loads, one truncated,
+    one .safetensors."""
+    from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
+
+    root.mkdir()
+    for name in ("act_relu.pt", "act_gelu.pt", "optim_fresh_a.pt", "optim_fresh_a.pt.optim"):
+        shutil.copyfile(fixtures_dir / name, root / name)
+    lib_hypernet.load(fixtures_dir / "act_tanh.pt").save(root / "legacy_ok.pt")
+    lib_hypernet.load(fixtures_dir / "act_elu.pt").save(root / "elu.safetensors")
+    data = (fixtures_dir / "act_linear.pt").read_bytes()
+    (root / "truncated.pt").write_bytes(data[: len(data) // 2])
+    assert a1111_zip_entries_rejected(root / "legacy_ok.pt") == []
+    assert all(a1111_zip_entries_rejected(root / n) for n in ("act_relu.pt", "act_gelu.pt", "optim_fresh_a.pt"))
+    return root
+
+
+def test_repair_all_needs_overwrite_then_repairs_every_refused_pt(fixtures_dir: Path, tmp_path: Path) -> None:
+    from lib_hypernet.formats.optim import load_optimizer_state
+    from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
+
+    root = _a1111_folder(fixtures_dir, tmp_path / "hn")
+    before = {p.name: p.read_bytes() for p in root.iterdir()}
+    library = HypernetLibrary(root)
+    results = actions.repair_all(library)
+    assert {p.name: p.read_bytes() for p in root.iterdir()} == before  # nothing written without overwrite
+    by_name = {r.name: r for r in results}
+    assert sorted(by_name) == ["act_gelu", "act_relu", "legacy_ok", "optim_fresh_a", "truncated"]  # the .pt files
+    assert by_name["act_relu"].action == "skipped" and "overwriting was not asked for" in by_name["act_relu"].detail
+    assert by_name["legacy_ok"] == actions.BatchResult("legacy_ok", "skipped", actions.ALREADY_FINE)
+    assert by_name["truncated"].action == "failed" and str(root) not in by_name["truncated"].detail
+
+    calls: list[tuple[int, int, str]] = []
+    results = actions.repair_all(library, overwrite=True, progress=lambda *a: calls.append(a))
+    assert [r.action for r in results] == ["repaired", "repaired", "skipped", "repaired", "failed"]
+    assert calls[0] == (0, 5, "act_gelu") and calls[-1] == (5, 5, "")
+    for name in ("act_relu.pt", "act_gelu.pt", "optim_fresh_a.pt"):
+        assert a1111_zip_entries_rejected(root / name) == [], name
+    assert (root / "legacy_ok.pt").read_bytes() == before["legacy_ok.pt"]
+    assert (root / "truncated.pt").read_bytes() == before["truncated.pt"]
+    # the .optim side file was re-written for the repaired file's new hash
+    assert load_optimizer_state(str(root / "optim_fresh_a.pt")).status == "ok"
+    assert "optim" in {r.name: r for r in results}["optim_fresh_a"].detail
+    assert actions.batch_summary(results, "repaired") == "repaired 3 of 5; 1 was fine; 1 failed"
+    assert library.find("act_relu").size == (root / "act_relu.pt").stat().st_size  # the library was rescanned
+
+
+def test_convert_all_writes_beside_and_never_overwrites_without_asking(fixtures_dir: Path, tmp_path: Path) -> None:
+    root = _a1111_folder(fixtures_dir, tmp_path / "hn")
+    (root / "act_gelu.safetensors").write_bytes(b"keep me")
+    library = HypernetLibrary(root)
+    results = {r.name: r for r in actions.convert_all(library)}
+    assert (root / "act_gelu.safetensors").read_bytes() == b"keep me"
+    assert results["act_gelu.pt"].action == "skipped" and "exists" in results["act_gelu.pt"].detail
+    assert results["act_relu"].action == "converted" and (root / "act_relu.safetensors").is_file()
+    assert results["truncated"].action == "failed"
+    assert "elu" not in results  # already a .safetensors
+    a, b = lib_hypernet.load(root / "act_relu.pt"), lib_hypernet.load(root / "act_relu.safetensors")
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert (root / "optim_fresh_a.pt.optim").is_file()  # the optimizer state stays with the .pt
+    again = actions.convert_all(library, overwrite=True)
+    assert {r.name: r.action for r in again}["act_gelu.pt"] == "converted"
+    assert lib_hypernet.load(root / "act_gelu.safetensors").widths == lib_hypernet.load(root / "act_gelu.pt").widths
+    summary = actions.batch_summary(list(results.values()), "converted")
+    assert summary == "converted 3 of 5; 1 skipped; 1 failed", summary
+    with pytest.raises(lib_hypernet.errors.HypernetError, match="formats are"):
+        actions.convert_all(library, to="ckpt")
+

@@ -368,3 +368,115 @@ def _check_same(original: Hypernetwork, copy: Hypernetwork, src: str, dst: str) 
             sa, sb = a.state_dict(), b.state_dict()
             if sa.keys() != sb.keys() or not all(sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa):
                 raise HypernetFormatError(f"verification failed: width {width} ({branch}) weights differ from {src}", dst)
+
+
+# --------------------------------------------------------------------- batch: every file of a library
+ALREADY_FINE = "A1111 loads it already"
+"""The detail of a ``.pt`` :func:`repair_all` skips because there is nothing to repair."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch action did with one file."""
+
+    name: str
+    action: str  # "repaired", "converted", "skipped", "failed"
+    detail: str
+
+
+def repair_all(
+    library: HypernetLibrary, *, overwrite: bool = False, progress: FilesProgress | None = None
+) -> list[BatchResult]:
+    """:func:`repair` every ``.pt`` of ``library`` that A1111 cannot load; one result per ``.pt``.
+
+    A ``.pt`` A1111 already loads is "skipped"; one that does not load at all is "failed".  Repairing
+    replaces files in place (their hashes change), so without ``overwrite`` each one that needs it is
+    "skipped" and nothing is written.  A valid ``.optim`` is re-written for the new hash (:func:`convert_file`).
+    """
+    def one(file: HypernetFile) -> BatchResult:
+        desc = library.describe(file)
+        if desc.error:
+            return BatchResult(file.name, "failed", desc.problem or desc.error)
+        if desc.a1111_loadable is not False:
+            return BatchResult(file.name, "skipped", ALREADY_FINE)
+        if not overwrite:
+            return BatchResult(file.name, "skipped", "repairing rewrites it in place (its hash changes); "
+                                                     "overwriting was not asked for")
+        done = repair(library, file, overwrite=True)
+        return BatchResult(file.name, "repaired", _written_note(done))
+
+    return _each(library, "pt", one, progress)
+
+
+def convert_all(
+    library: HypernetLibrary, *, to: str = "safetensors", overwrite: bool = False,
+    progress: FilesProgress | None = None,
+) -> list[BatchResult]:
+    """Convert every file of ``library`` that is not yet in format ``to`` (``"safetensors"`` or ``"pt"``) into a
+    file beside it (verified bit-identical); one result per such file.
+
+    An existing target is replaced only with ``overwrite`` (else "skipped"); a file that does not load is "failed".
+    """
+    if to not in ("safetensors", "pt"):
+        raise HypernetError(f"cannot convert to {to!r}: the formats are 'safetensors' and 'pt'")
+    source = "pt" if to == "safetensors" else "safetensors"
+
+    def one(file: HypernetFile) -> BatchResult:
+        target = os.path.splitext(file.path)[0] + "." + to
+        if os.path.lexists(target) and not overwrite:
+            return BatchResult(file.name, "skipped", f"{os.path.relpath(target, library.root or '.')} exists "
+                                                     "(overwriting was not asked for)")
+        desc = library.describe(file)
+        if desc.error:
+            return BatchResult(file.name, "failed", desc.problem or desc.error)
+        done = _convert_in(library, file, target, overwrite)
+        return BatchResult(file.name, "converted", _written_note(done))
+
+    return _each(library, source, one, progress)
+
+
+def _each(
+    library: HypernetLibrary, file_format: str, one: Callable[[HypernetFile], BatchResult],
+    progress: FilesProgress | None,
+) -> list[BatchResult]:
+    """``one(file)`` for every ``file_format`` file of the library, in name order; an error is that file's
+    "failed" result (one bad file never stops the batch).  Rescans the folder afterwards."""
+    library_folder(library)
+    if not library.refreshed:
+        library.refresh()
+    todo = [f for f in library.files.values() if f.format == file_format]
+    results: list[BatchResult] = []
+    for i, file in enumerate(todo):
+        if progress is not None:
+            progress(i, len(todo), file.name)
+        try:
+            results.append(one(file))
+        except HypernetError as exc:
+            results.append(BatchResult(file.name, "failed", exc.reason if exc.path == file.path else str(exc)))
+        except Exception as exc:  # defence in depth, as in _convert_in
+            log.warning("hypernetworks: batch action failed on %s", file.path, exc_info=True)
+            results.append(BatchResult(file.name, "failed", shorten(f"{type(exc).__name__}: {exc}", 500)))
+    if progress is not None:
+        progress(len(todo), len(todo), "")
+    if any(r.action in ("repaired", "converted") for r in results):
+        library.refresh()
+    return results
+
+
+def _written_note(done: Conversion) -> str:
+    """What a batch result says about a written file: its name, and the ``.optim`` note when there is one."""
+    return os.path.basename(done.path) + (f"; {done.optim_note}" if done.optim_note else "")
+
+
+def batch_summary(results: list[BatchResult], done: str) -> str:
+    """One line for a batch whose writes are ``done`` ("repaired" or "converted"):
+    ``repaired 33 of 37; 4 were fine; 0 failed`` (files skipped for another reason are counted as "skipped")."""
+    fine = sum(1 for r in results if r.action == "skipped" and r.detail == ALREADY_FINE)
+    skipped = sum(1 for r in results if r.action == "skipped") - fine
+    parts = [f"{done} {sum(1 for r in results if r.action == done)} of {len(results)}"]
+    if fine:
+        parts.append(f"{fine} {'was' if fine == 1 else 'were'} fine")
+    if skipped:
+        parts.append(f"{skipped} skipped")
+    parts.append(f"{sum(1 for r in results if r.action == 'failed')} failed")
+    return "; ".join(parts)
