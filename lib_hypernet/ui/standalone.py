@@ -43,13 +43,22 @@ def make_source(folder: str | os.PathLike[str], caches: str | os.PathLike[str] |
     return LibrarySource(library, save_caches=files.save)
 
 
-def build_app(source: LibrarySource) -> Any:
-    """The standalone page (a gradio Blocks app; queue enabled, for progress bars)."""
+THEME_JS = "() => {{ document.body.classList.toggle('dark', {dark}); return []; }}"
+"""Sets the page's light or dark mode (gradio's own is the browser's preference: ``prefers-color-scheme``)."""
+
+
+def build_app(source: LibrarySource, *, theme: str = "system") -> Any:
+    """The standalone page (a gradio Blocks app; queue enabled, for progress bars).
+
+    ``theme`` is ``system`` (the browser's preference, as gradio does by default), ``light`` or ``dark``.
+    """
     with gr.Blocks(title="Hypernetworks — sd-webui-hypernet", theme=compat.offline_theme(), css=PANEL_CSS,
                    analytics_enabled=False) as app:
-        gr.Markdown("## Hypernetworks\nEvery hypernetwork file in the folder: select one for its details and its "
-                    "tag; convert, repair, hash or create files below.")
+        gr.Markdown("## Hypernetworks\nEvery hypernetwork file in the folder. Select one for its details and its tag; "
+                    "a file marked in the status column needs a repair or cannot be loaded.")
         panel = build_library_panel(source)
         panel.fill_on_load(app)
+        if theme in ("light", "dark"):
+            app.load(fn=None, inputs=[], outputs=[], **compat.js(THEME_JS.format(dark=str(theme == "dark").lower())))
     compat.queue(app)
     return app
