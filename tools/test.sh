@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup-venv.sh
+VENV=${HYPERNET_VENV:-.venv}
 tools/setup-browser.sh
 echo "ruff check ." >&2
-.venv/bin/python -m ruff check .
+"$VENV"/bin/python -m ruff check .
 echo "mypy lib_hypernet (config: pyproject.toml [tool.mypy])" >&2
-.venv/bin/python -m mypy lib_hypernet
-.venv/bin/python -m pytest -q "$@"
+"$VENV"/bin/python -m mypy lib_hypernet
+"$VENV"/bin/python -m pytest -q "$@"

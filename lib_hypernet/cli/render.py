@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..formats.hashing import LEGACY_HASH_OF_SMALL_FILES, SHORTHASH_LENGTH
-from ..library.actions import EXISTS, FAILED, FINE, WRITTEN, Conversion, FileOutcome
+from ..library.actions import FINE, WRITTEN, Conversion, FileOutcome
+from ..library.actions import batch_summary as actions_batch_summary
 
 if TYPE_CHECKING:
     from ..baking import BakeReport
@@ -208,16 +209,8 @@ def outcome_line(outcome: FileOutcome) -> str:
 
 
 def batch_summary(verb: str, outcomes: Sequence[FileOutcome], *, force_note: str, fine: bool = False) -> str:
-    """``repaired 33 of 37 files; 4 were fine; 0 failed`` (``fine``: always say how many needed nothing), and
-    how many were not written (they exist: ``force_note`` says what --force would do)."""
-    count = {status: sum(o.status == status for o in outcomes) for status in (WRITTEN, FINE, EXISTS, FAILED)}
-    parts = [f"{verb} {count[WRITTEN]} of {len(outcomes)} file{'s' if len(outcomes) != 1 else ''}"]
-    if count[FINE] or fine:
-        parts.append(f"{count[FINE]} {'was' if count[FINE] == 1 else 'were'} fine")
-    if count[EXISTS]:
-        parts.append(f"{count[EXISTS]} not written ({force_note})")
-    parts.append(f"{count[FAILED]} failed")
-    return "; ".join(parts)
+    """:func:`~lib_hypernet.library.actions.batch_summary`, what --force would do said for the files not written."""
+    return actions_batch_summary(verb, outcomes, not_written=f"not written ({force_note})", fine=fine)
 
 
 def created_line(path: str, file_format: str, size: int, param_count: int, widths: Sequence[int], digest: str) -> str:

@@ -534,3 +534,17 @@ def bake(
 
     target = check_target(output, overwrite=overwrite, inside=inside)
     return run_bake(sources, checkpoint, target, mode=mode, progress=progress)
+
+
+def batch_summary(verb: str, outcomes: Sequence[FileOutcome], *, not_written: str = "not written (they exist)",
+                  fine: bool = False) -> str:
+    """``repaired 33 of 37 files; 4 were fine; 0 failed`` (``fine``: always say how many needed nothing), and how
+    many were not written because their target exists (``not_written`` words that, each front end its way)."""
+    count = {status: sum(o.status == status for o in outcomes) for status in (WRITTEN, FINE, EXISTS, FAILED)}
+    parts = [f"{verb} {count[WRITTEN]} of {len(outcomes)} file{'s' if len(outcomes) != 1 else ''}"]
+    if count[FINE] or fine:
+        parts.append(f"{count[FINE]} {'was' if count[FINE] == 1 else 'were'} fine")
+    if count[EXISTS]:
+        parts.append(f"{count[EXISTS]} {not_written}")
+    parts.append(f"{count[FAILED]} failed")
+    return "; ".join(parts)

@@ -33,7 +33,13 @@ from ..model.module import layer_widths
 
 SCHEMA_VERSION = 1
 
-CONVERT_WARNING = "A1111 cannot load this .pt: convert it"
+REPAIR_WARNING = "A1111 cannot load this .pt: repair it (rewrites it in the legacy .pt format; weights bit-identical)"
+"""The one wording for a ``.pt`` A1111 1.10.1 refuses: "repair" (rewriting it as a ``.pt``), never "convert"."""
+
+STATUS_OK = "ok"
+STATUS_REPAIR = "A1111 cannot load — repair"
+STATUS_BROKEN = "broken"
+STATUS_PENDING = "not read yet"
 
 V = TypeVar("V")
 
@@ -174,6 +180,24 @@ class FileDescription:
         """This file in a dropdown (:func:`file_label`): ``name [0123456789 · SD1]``, ``… ⚠ broken``."""
         return file_label(self.name, self.shorthash, self.sd_version, broken=bool(self.error))
 
+    @property
+    def problem(self) -> str | None:
+        """Why the file cannot be used: :attr:`error` without the file's path in front (the reader already
+        knows the file); ``None`` when there is no error."""
+        if not self.error:
+            return None
+        return self.error[len(self.path) + 2:] if self.error.startswith(f"{self.path}: ") else self.error
+
+    @property
+    def status(self) -> str:
+        """What is wrong with the file, in one phrase: ``ok``, ``A1111 cannot load — repair`` (a ``.pt`` A1111
+        1.10.1 refuses; the extension loads it) or ``broken — <why>`` (nothing loads it)."""
+        if self.error:
+            return f"{STATUS_BROKEN} — {self.problem}"
+        if not self.ok:
+            return STATUS_PENDING
+        return STATUS_REPAIR if self.a1111_loadable is False else STATUS_OK
+
     def copy(self, **changes: Any) -> FileDescription:
         return dataclasses.replace(self, **changes)
 
@@ -257,7 +281,7 @@ def describe_file(
         desc.a1111_rejected_entries = a1111_zip_entries_rejected(path)
         desc.a1111_loadable = not desc.a1111_rejected_entries
         if not desc.a1111_loadable:
-            desc.warnings.append(CONVERT_WARNING)
+            desc.warnings.append(REPAIR_WARNING)
     desc.optim = _optim_verdict(desc)
     desc.ok = True
     return desc

@@ -338,6 +338,21 @@ class HypernetLibrary:
         return cached[1] if cached is not None and cached[0] == (file.size, file.mtime_ns) else None
 
 
+PREVIEW_SUFFIXES = ("png", "jpg", "jpeg", "webp", "gif")
+"""The image types A1111's Extra Networks cards take as a file's preview."""
+
+
+def find_preview(path: str | os.PathLike[str]) -> str | None:
+    """The preview image A1111's cards show for the hypernetwork at ``path``: ``<stem>.<ext>`` or
+    ``<stem>.preview.<ext>`` beside it (A1111's order); ``None`` when there is none."""
+    base = os.path.splitext(os.fspath(path))[0]
+    for suffix in PREVIEW_SUFFIXES:
+        for candidate in (f"{base}.{suffix}", f"{base}.preview.{suffix}"):
+            if os.path.isfile(candidate):
+                return candidate
+    return None
+
+
 def describe_pending(file: HypernetFile) -> FileDescription:
     """A description of a file not read yet: only what the folder scan saw (see :func:`is_pending`)."""
     return FileDescription(path=file.path, name=file.name, relpath=file.relpath, format=file.format,

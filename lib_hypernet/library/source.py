@@ -11,12 +11,12 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import HypernetError, HypernetNotFoundError
 from ..prompt.grammar import PREFIX, TAG_RE, HypernetRequest, parse_items
 from . import actions
-from .actions import FilesProgress
+from .actions import FileOutcome, FilesProgress
 from .description import FileDescription, ModelFacts
 from .folder import HypernetFile, HypernetLibrary
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..baking import BakeReport
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,13 +93,13 @@ class LibrarySource:
         self.save_caches()
         return found
 
-    def describe(self, name: str) -> FileDescription | None:
-        """The selected file's description, hashing it if needed (one file: cheap)."""
+    def describe(self, name: str, *, with_hash: bool = True) -> FileDescription | None:
+        """The selected file's description, hashing it if needed (one file: cheap) unless ``with_hash`` is false."""
         self.ensure_scanned()
         file = self.library.files.get(name)
         if file is None:
             return None
-        desc = self.library.describe(file, with_hash=True)
+        desc = self.library.describe(file, with_hash=with_hash)
         self.save_caches()
         return desc
 
@@ -147,6 +148,17 @@ class LibrarySource:
         file = self._file(name)
         return self._wrote(lambda: actions.repair(self.library, file, overwrite=overwrite).path)
 
+    def repair_all(self, *, overwrite: bool = False, progress: FilesProgress | None = None) -> list[FileOutcome]:
+        """:func:`~.actions.repair_all` on the folder, then a rescan (the host's) and the caches saved."""
+        self.ensure_scanned()
+        return self._rescan_after(lambda: actions.repair_all(self.library, overwrite=overwrite, progress=progress))
+
+    def convert_all(self, *, to: str = "safetensors", overwrite: bool = False,
+                    progress: FilesProgress | None = None) -> list[FileOutcome]:
+        """:func:`~.actions.convert_all` on the folder, then a rescan (the host's) and the caches saved."""
+        self.ensure_scanned()
+        return self._rescan_after(lambda: actions.convert_all(self.library, to=to, overwrite=overwrite, progress=progress))
+
     def create(self, name: str, *, file_format: str = "pt", overwrite: bool = False, **options: Any) -> str:
         """Create a hypernetwork in the folder with A1111's options and name rules; returns its name."""
         return self._wrote(lambda: actions.create(self.library, name, file_format=file_format, overwrite=overwrite,
@@ -190,14 +202,17 @@ class LibrarySource:
         return found
 
     def _wrote(self, write: Callable[[], str]) -> str:
-        """Run ``write`` (which returns the path written), then rescan and save the caches (also after a failure:
-        a refused write may have hashed the source); returns the written file's name."""
+        """Run ``write`` (which returns the path written) and rescan; returns the written file's name."""
+        return self._name_of(self._rescan_after(write))
+
+    def _rescan_after(self, write: Callable[[], T]) -> T:
+        """Run ``write``, then rescan and save the caches (also after a failure: a refused write may have hashed
+        the source)."""
         try:
-            path = write()
+            return write()
         finally:
             self.refresh()
             self.save_caches()
-        return self._name_of(path)
 
     def _name_of(self, path: str) -> str:
         path = os.path.abspath(path)

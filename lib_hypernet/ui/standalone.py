@@ -16,7 +16,7 @@ import gradio as gr
 
 from ..library.caches import CacheFiles
 from ..library.folder import HypernetLibrary
-from ..library.source import LibrarySource
+from ..library.source import BakeFolders, LibrarySource
 from . import compat
 from .library_panel import PANEL_CSS, build_library_panel
 from .origin import LOOPBACK_NAMES, SameOriginGuard, normalize_host
@@ -37,21 +37,32 @@ def default_examples_dir() -> Path:
     return cache_dir() / "examples"
 
 
-def make_source(folder: str | os.PathLike[str], caches: str | os.PathLike[str] | None = None) -> LibrarySource:
-    """A :class:`LibrarySource` over ``folder`` whose caches persist under ``caches`` (``None``: in memory only)."""
+def make_source(folder: str | os.PathLike[str], caches: str | os.PathLike[str] | None = None, *,
+                bake_folders: BakeFolders | None = None) -> LibrarySource:
+    """A :class:`LibrarySource` over ``folder`` whose caches persist under ``caches`` (``None``: in memory only);
+    ``bake_folders`` turns on the Bake section."""
     files = CacheFiles(caches)
     library = HypernetLibrary(folder, hash_cache=files.hashes, description_cache=files.descriptions)
-    return LibrarySource(library, save_caches=files.save)
+    return LibrarySource(library, save_caches=files.save, bake_folders=bake_folders)
 
 
-def build_app(source: LibrarySource) -> Any:
-    """The standalone page (a gradio Blocks app; queue enabled, for progress bars)."""
+THEME_JS = "() => {{ document.body.classList.toggle('dark', {dark}); return []; }}"
+"""Sets the page's light or dark mode (gradio's own is the browser's preference: ``prefers-color-scheme``)."""
+
+
+def build_app(source: LibrarySource, *, theme: str = "system") -> Any:
+    """The standalone page (a gradio Blocks app; queue enabled, for progress bars).
+
+    ``theme`` is ``system`` (the browser's preference, as gradio does by default), ``light`` or ``dark``.
+    """
     with gr.Blocks(title="Hypernetworks — sd-webui-hypernet", theme=compat.offline_theme(), css=PANEL_CSS,
                    analytics_enabled=False) as app:
-        gr.Markdown("## Hypernetworks\nEvery hypernetwork file in the folder: select one for its details and its "
-                    "tag; convert, repair, hash or create files below.")
+        gr.Markdown("## Hypernetworks\nEvery hypernetwork file in the folder. Select one for its details and its tag; "
+                    "a file marked in the status column needs a repair or cannot be loaded.")
         panel = build_library_panel(source)
         panel.fill_on_load(app)
+        if theme in ("light", "dark"):
+            app.load(fn=None, inputs=[], outputs=[], **compat.js(THEME_JS.format(dark=str(theme == "dark").lower())))
     compat.queue(app)
     return app
 

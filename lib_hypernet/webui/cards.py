@@ -75,11 +75,6 @@ def card_metadata(file: HypernetFile, desc: FileDescription) -> dict[str, str]:
     return fields
 
 
-def broken_reason(error: str, path: str) -> str:
-    """The error without the file's path in front (the card already is that file)."""
-    return error[len(path) + 2:] if error.startswith(f"{path}: ") else error
-
-
 class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
     """The "Hypernetworks" cards: ``.pt`` and ``.safetensors`` files of the extension's library."""
 
@@ -126,7 +121,7 @@ class HypernetCardsPage(ui_extra_networks.ExtraNetworksPage):
             "sd_version": desc.sd_version or "Unknown",
         }
         if desc.error:
-            item[BROKEN_KEY] = broken_reason(desc.error, file.path)
+            item[BROKEN_KEY] = desc.problem
         self.read_user_metadata(item)
         found = item.get("user_metadata")
         user: dict[str, Any] = found if isinstance(found, dict) else {}  # a .json that is not an object counts as none

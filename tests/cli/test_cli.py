@@ -18,7 +18,7 @@ from lib_hypernet.cli import commands, render
 from lib_hypernet.cli.parser import main
 from lib_hypernet.cli.progress import AUTO_MIN_BYTES, MIB, ProgressBar, should_show
 from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
-from lib_hypernet.library.description import describe_file
+from lib_hypernet.library.description import REPAIR_WARNING, describe_file
 from lib_hypernet.model.decode import all_finite
 
 INFO_FILES = ("act_relu.pt", "legacy_novelai.pt", "dims_24_32_48_meta.pt", "optim_fresh_a.pt", "optim_stale.pt")
@@ -126,7 +126,7 @@ def test_info_json(capsys: pytest.CaptureFixture[str], fixtures_dir: Path, cases
         assert entry["a1111_loadable"] is False
         assert any(name.endswith("/.format_version") for name in entry["a1111_rejected_entries"])
         assert entry["size"] == case["file_size"]
-        assert entry["warnings"] == ["A1111 cannot load this .pt: convert it"]
+        assert entry["warnings"] == [REPAIR_WARNING]
     by_name = {os.path.basename(e["path"]): e for e in entries}
     assert by_name["optim_fresh_a.pt"]["optim"]["status"] == "ok"
     assert by_name["optim_stale.pt"]["optim"]["status"] == "stale"

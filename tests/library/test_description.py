@@ -17,7 +17,7 @@ from lib_hypernet import cli
 from lib_hypernet.cli.render import render_info
 from lib_hypernet.library import description
 from lib_hypernet.library.caches import DescriptionCache
-from lib_hypernet.library.description import CONVERT_WARNING, FileDescription, ModelFacts, describe_file
+from lib_hypernet.library.description import REPAIR_WARNING, FileDescription, ModelFacts, describe_file
 from lib_hypernet.library.folder import HypernetLibrary
 from lib_hypernet.library.service import HypernetService
 from lib_hypernet.model import family
@@ -71,7 +71,7 @@ def test_describes_a_fixture_like_the_manifest(fixtures_dir: Path, cases_by_name
     assert desc.optional_info == "fixture: dims 24/32/48 with training metadata"
     assert desc.module_widths == {"24": [24, 48, 24], "32": [32, 64, 32], "48": [48, 96, 48]}
     assert desc.safe is True and desc.a1111_loadable is False
-    assert desc.warnings == [CONVERT_WARNING]
+    assert desc.warnings == [REPAIR_WARNING]
     assert desc.optim is not None and desc.optim["status"] == "missing"
     assert desc.sd_version is None
 
@@ -106,7 +106,7 @@ def test_one_checkpoint_rule_and_words(copy_fixtures: CopyFixtures, tmp_path: Pa
     prepared = service.prepare([["dims_24_32_48_meta"]])
     messages = service.base_model_messages(prepared, model_hash, "sd15-pruned")
     desc = describe_file(folder / "dims_24_32_48_meta.pt")
-    warnings = [w for w in desc.warnings_for(ModelFacts(model_hash, "sd15-pruned")) if w != CONVERT_WARNING]
+    warnings = [w for w in desc.warnings_for(ModelFacts(model_hash, "sd15-pruned")) if w != REPAIR_WARNING]
     assert messages == [f"Hypernet dims_24_32_48_meta was {w}" for w in warnings]
     assert bool(messages) == (model_hash == "0123456789")
 
@@ -164,16 +164,16 @@ def test_optim_verdicts(fixtures_dir: Path) -> None:
 
 def test_model_warnings(fixtures_dir: Path) -> None:
     desc = describe_file(fixtures_dir / "dims_24_32_48_meta.pt")
-    assert desc.warnings_for(None) == [CONVERT_WARNING]
+    assert desc.warnings_for(None) == [REPAIR_WARNING]
     same = ModelFacts(checkpoint_hash="a1b2c3d4e5", checkpoint_name="random-sd15", widths=(24, 320))
-    assert desc.warnings_for(same) == [CONVERT_WARNING]
+    assert desc.warnings_for(same) == [REPAIR_WARNING]
     other = ModelFacts.for_family(SdVersion.SD1, "0123456789", "sd15-pruned")
     found = desc.warnings_for(other)
     assert any(w.startswith("trained on another checkpoint: random-sd15 [a1b2c3d4e5]") and "sd15-pruned" in w
                for w in found)
     assert any(w.startswith("no width matches the loaded model") for w in found)
     assert desc.to_json(other)["warnings"] == found
-    assert desc.to_json()["warnings"] == [CONVERT_WARNING]  # the description itself is not changed
+    assert desc.to_json()["warnings"] == [REPAIR_WARNING]  # the description itself is not changed
     assert ModelFacts.for_family(SdVersion.SDXL).widths == (2048, 640, 1280)
 
 

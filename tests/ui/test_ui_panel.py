@@ -23,7 +23,7 @@ from lib_hypernet.library.source import LibrarySource, SendTarget
 from lib_hypernet.model.family import SdVersion
 from lib_hypernet.ui import compat
 from lib_hypernet.ui.__main__ import main
-from lib_hypernet.ui.library_panel import COLUMNS, LibraryPanel, build_library_panel, matches, row_of
+from lib_hypernet.ui.library_panel import COLUMNS, NAME_COLUMN, LibraryPanel, build_library_panel, matches, row_of
 from lib_hypernet.ui.standalone import build_app, make_source
 
 
@@ -32,7 +32,17 @@ def _rows(view) -> list[list]:
 
 
 def _names(view) -> list[str]:
-    return [row[0] for row in _rows(view)]
+    return [row[NAME_COLUMN] for row in _rows(view)]
+
+
+ACTION_OUT = ("table", "names", "files", "status", "detail", "tag", "convert", "repair", "highlight", "result_for",
+              "message")
+"""What a file action (convert, repair, hash) returns in the standalone panel (no send buttons)."""
+
+
+def _action(out: tuple) -> dict:
+    assert len(out) == len(ACTION_OUT)
+    return dict(zip(ACTION_OUT, out))
 
 
 def _choices(update: dict) -> list[str]:
@@ -55,10 +65,12 @@ def test_view_lists_every_file_with_all_columns(panel: LibraryPanel, folder: Pat
     assert _names(view) == ["act_gelu", "act_relu", "dims_24_32_48_meta", "legacy_novelai", "optim_fresh_a"]
     assert view.names == _names(view)
     row = dict(zip(COLUMNS, _rows(view)[2]))
+    assert row.pop("status").endswith(">A1111 cannot load — repair</span>")
     assert row == {
         "name": "dims_24_32_48_meta", "relative path": "dims_24_32_48_meta.pt", "format": "pt", "SD version": "–",
         "structure": "1, 2, 1", "activation": "relu", "layer norm": "yes", "dropout": "none", "step": 1500,
         "base model": "random-sd15 [a1b2c3d4e5]", "short hash": "", "size": "145.5 KiB", "safe": "yes",
+        "A1111 loads": "no",
     }
     assert dict(zip(COLUMNS, _rows(view)[0]))["relative path"] == "styles/act_gelu.pt"
     assert _choices(view.files) == view.names and view.files["value"] == "act_gelu"
@@ -93,7 +105,7 @@ def test_select_row(panel: LibraryPanel) -> None:
     assert panel.on_select(names, rows, SimpleNamespace(index=[3, 4], value="1, 2, 1")) == "legacy_novelai"
     # the browser sorted the table by a header click: the index is into its order
     shown = sorted(rows, key=lambda row: str(row[COLUMNS.index("activation")]))
-    assert [r[0] for r in shown][:2] == ["legacy_novelai", "act_gelu"]
+    assert [r[NAME_COLUMN] for r in shown][:2] == ["legacy_novelai", "act_gelu"]
     assert panel.on_select(names, shown, SimpleNamespace(index=[0, 5], value="None")) == "legacy_novelai"
     assert panel.on_select(names, {"headers": list(COLUMNS), "data": shown}, SimpleNamespace(index=[1, 2], value="pt")) \
         == "act_gelu"
@@ -117,7 +129,7 @@ def test_detail_shows_metadata_hash_optim_and_warnings(folder: Path) -> None:
     assert tag == "<hypernet:dims_24_32_48_meta:0.8>"
     for text in ("random-sd15 [a1b2c3d4e5]", "e35e8dc32d", "fixture: dims 24/32/48 with training metadata", "1500",
                  "XavierNormal", "24: Linear(24, 48) → ReLU", "missing: no optimizer state file",
-                 "A1111 cannot load this .pt: convert it", "trained on another checkpoint",
+                 "A1111 cannot load this .pt: repair it", "trained on another checkpoint",
                  "no width matches the loaded model"):
         assert text in html, text
     assert "ok: hash matches" in panel.on_file("optim_fresh_a", 1)[0]
@@ -149,9 +161,9 @@ def test_unsafe_and_broken_files_are_listed_not_fatal(folder: Path, tmp_path: Pa
     (folder / "broken.pt").write_bytes(b"\x00not a torch file" * 10)
     panel = LibraryPanel(LibrarySource(HypernetLibrary(folder)))
     view = panel.view()
-    rows = {row[0]: dict(zip(COLUMNS, row)) for row in _rows(view)}
-    assert rows["evil"]["safe"] == "NO (refused)" and rows["broken"]["safe"] == "error"
-    assert "2 with errors" in view.status
+    rows = {row[NAME_COLUMN]: dict(zip(COLUMNS, row)) for row in _rows(view)}
+    assert rows["evil"]["safe"] == "NO (refused)" and rows["broken"]["safe"] == "unknown"
+    assert "2 broken" in view.status
     assert _names(panel.view("unsafe")) == ["evil"]
     html, _ = panel.on_file("evil", 1)
     assert "hypernet-lib-error" in html and "system" in html
@@ -175,7 +187,8 @@ def test_hash_missing_with_progress(panel: LibraryPanel) -> None:
 
 
 def test_convert_never_overwrites_without_asking(panel: LibraryPanel, folder: Path) -> None:
-    _table, names, files, _status, _detail, _for, message = panel.on_convert("legacy_novelai", False, "", "name", False)
+    out = _action(panel.on_convert("legacy_novelai", False, "", "name", False))
+    names, files, message = out["names"], out["files"], out["message"]
     target = folder / "legacy_novelai.safetensors"
     assert message.startswith("Wrote legacy_novelai.safetensors") and target.is_file()
     assert files["value"] == "legacy_novelai" and "legacy_novelai.pt" in names
@@ -200,7 +213,8 @@ def test_convert_in_a_subfolder_selects_the_safetensors_and_reports_no_clash(
     with caplog.at_level("INFO", logger="lib_hypernet.library.folder"):
         out = panel.on_convert("act_gelu", False, "", "name", False)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
-    _table, _names, files, status, detail, result_for, message = out
+    out = _action(out)
+    files, status, detail, result_for, message = (out[k] for k in ("files", "status", "detail", "result_for", "message"))
     assert message.startswith("Wrote act_gelu.safetensors"), message
     assert "sharing a stem" not in status
     notes = [r.getMessage() for r in caplog.records]
@@ -212,9 +226,9 @@ def test_convert_in_a_subfolder_selects_the_safetensors_and_reports_no_clash(
     assert files["value"] == result_for == "act_gelu"
     assert "styles/act_gelu.safetensors" in detail and "act_gelu.pt" not in detail
     # the message stays while that file is selected, another file clears it
-    assert panel.on_selected("act_gelu", 0.8, result_for)[2] == gr.update()
+    assert panel.on_selected("act_gelu", 0.8, result_for)[-1] == gr.update()
     selected_other = panel.on_selected("act_relu", 0.8, result_for)
-    assert selected_other[2] == "" and "act_relu.pt" in selected_other[0]
+    assert selected_other[-1] == "" and "act_relu.pt" in selected_other[0]
 
 
 def test_a_real_clash_beside_a_conversion_suggests_names_that_resolve(
@@ -239,7 +253,7 @@ def test_repair_asks_then_rewrites_in_the_legacy_format(panel: LibraryPanel, fol
     message = panel.on_repair("act_relu", False, "", "name", False)[-1]
     assert "tick 'Overwrite' to confirm" in message and path.read_bytes() == original
     message = panel.on_repair("act_relu", True, "", "name", False)[-1]
-    assert message.startswith("Re-wrote act_relu"), message
+    assert message.startswith("Repaired act_relu"), message
     assert a1111_zip_entries_rejected(path) == []
     desc = panel.source.describe("act_relu")
     assert desc is not None and desc.a1111_loadable is True and desc.warnings == []
@@ -390,7 +404,7 @@ def test_standalone_caches_persist(folder: Path, tmp_path: Path) -> None:
 
 def test_standalone_command_line(tmp_path: Path, capsys) -> None:
     assert main(["--dir", str(tmp_path / "nope"), "--no-browser"]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert "does not exist: pass --dir" in capsys.readouterr().err
 
 
 def test_examples_are_small_and_cover_the_cases(tmp_path: Path) -> None:
@@ -460,3 +474,186 @@ def test_detail_lists_widths_in_numeric_order_after_a_restart(tmp_path: Path) ->
 def _stat(path: Path) -> tuple[str, int, int]:
     st = path.stat()
     return str(path), st.st_size, st.st_mtime_ns
+
+
+# --------------------------------------------------------------------- issue 16: the panel shows what is wrong
+def _bad_activation(path: Path) -> None:
+    """A legacy .pt whose activation name A1111 does not know: safe (plain data), but it cannot be loaded."""
+    state = lib_hypernet.create("x", sizes=[8], activation_func="relu", seed=1).state_dict()
+    state["activation_func"] = "swishy"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+
+
+@pytest.fixture
+def troubled(folder: Path) -> Path:
+    """The fixtures (A1111 1.10.1 refuses each), one .pt A1111 loads, a truncated file, a bad activation."""
+    lib_hypernet.load(folder / "act_relu.pt").save(folder / "loads.pt")
+    data = (folder / "act_relu.pt").read_bytes()
+    (folder / "cut.pt").write_bytes(data[: len(data) // 3])
+    _bad_activation(folder / "swishy.pt")
+    return folder
+
+
+def test_status_column_comes_first_and_marks_what_is_wrong(troubled: Path) -> None:
+    panel = LibraryPanel(LibrarySource(HypernetLibrary(troubled)))
+    view = panel.view()
+    assert COLUMNS[0] == "status" and "A1111 loads" in COLUMNS
+    # the columns that matter come before the long ones (which may scroll at 1366 px)
+    assert COLUMNS.index("size") < COLUMNS.index("relative path") and COLUMNS.index("safe") < COLUMNS.index("base model")
+    rows = {row[NAME_COLUMN]: dict(zip(COLUMNS, row)) for row in _rows(view)}
+    assert "hypernet-lib-repair" in rows["act_relu"]["status"] and ">A1111 cannot load — repair<" in rows["act_relu"]["status"]
+    assert rows["act_relu"]["A1111 loads"] == "no"
+    assert "hypernet-lib-ok" in rows["loads"]["status"] and rows["loads"]["A1111 loads"] == "yes"
+    cut = rows["cut"]["status"]
+    assert "hypernet-lib-broken" in cut and ">broken — not a readable PyTorch file" in cut and "data-hn='cut'" in cut
+    assert str(troubled) not in cut  # the reason, not the path
+    assert "hypernet-lib-broken" in rows["swishy"]["status"] and "swishy" in rows["swishy"]["status"]
+    assert "2 broken" in view.status and "5 that A1111 cannot load" in view.status
+    assert _names(panel.view("repair")) == [n for n in view.names if "repair" in rows[n]["status"]]
+    assert _names(panel.view("broken")) == ["cut", "swishy"]
+    assert panel.view("", "status").names[:2] == ["cut", "swishy"]  # broken first
+
+
+def test_safe_is_only_about_code_execution(troubled: Path) -> None:
+    """A file with an unknown activation is safe (the CLI says "safe: yes") and broken; never "safe: error"."""
+    panel = LibraryPanel(LibrarySource(HypernetLibrary(troubled)))
+    rows = {row[NAME_COLUMN]: dict(zip(COLUMNS, row)) for row in _rows(panel.view())}
+    assert rows["swishy"]["safe"] == "yes"
+    html, tag = panel.on_file("swishy", 0.8)
+    safe = html.split("data-key='safe'>", 1)[1].split("</td>", 1)[0]
+    assert safe.startswith("yes: only allow-listed pickle globals") and "error" not in safe
+    assert "hypernet-lib-error" in html and "swishy" in html and tag == ""
+
+
+def test_one_wording_repair_for_a_pt_a1111_cannot_load(folder: Path) -> None:
+    panel = LibraryPanel(LibrarySource(HypernetLibrary(folder)))
+    html, _ = panel.on_file("act_relu", 0.8)
+    assert "repair it" in html and "convert it" not in html
+    assert "Repair rewrites the .pt" in html.split("data-key='A1111 loads'>", 1)[1].split("</td>", 1)[0]
+    message = panel.on_repair("act_relu", False, "", "name", False)[-1]
+    assert "repair" in message.lower() and "convert" not in message.lower()
+
+
+def test_broken_files_offer_no_tag_and_no_action_that_cannot_work(troubled: Path) -> None:
+    sends = [SendTarget("Send to txt2img", "(tag) => []")]
+    panel = LibraryPanel(LibrarySource(HypernetLibrary(troubled), send_targets=sends))
+    panel.source.convert("loads")  # loads.safetensors: the plain name "loads" is the .safetensors now
+
+    def state(name: str) -> dict:
+        _detail, tag, convert, repair, highlight, send = panel.selection(name, 0.8)
+        return {"tag": tag, "convert": convert["interactive"], "repair": repair["interactive"],
+                "send": send["interactive"], "highlight": highlight}
+
+    for broken in ("cut", "swishy"):
+        assert state(broken) | {"highlight": ""} == {"tag": "", "convert": False, "repair": False, "send": False,
+                                                     "highlight": ""}, broken
+        assert panel.on_strength(broken, 1.0) == ""
+    assert state("act_relu") | {"highlight": ""} == {"tag": "<hypernet:act_relu:0.8>", "convert": True, "repair": True,
+                                                     "send": True, "highlight": ""}
+    assert state("loads.pt")["repair"] is False and state("loads.pt")["convert"] is True  # A1111 loads it already
+    assert state("loads")["convert"] is False and state("loads")["repair"] is False  # a .safetensors
+    assert panel.on_strength("act_relu", 1.0) == "<hypernet:act_relu:1>"
+    nothing = panel.selection(None, 0.8)
+    assert nothing[1] == "" and nothing[2]["interactive"] is False and nothing[4] == ""
+
+
+def test_the_selected_row_is_highlighted_by_its_name(folder: Path) -> None:
+    panel = LibraryPanel(LibrarySource(HypernetLibrary(folder)), elem_prefix="p")
+    css = panel.selection("act_relu", 0.8)[4]
+    assert css.startswith("<style>") and '#p_table tr:has([data-hn="act_relu"])' in css
+    assert "data-hn='act_relu'" in _rows(panel.view())[1][0]  # the status cell names its file
+    from lib_hypernet.ui.library_panel import selected_row_css
+
+    odd = selected_row_css('a"b\\c</style><script>', "t")
+    assert "</style><script>" not in odd[len("<style>"):-len("</style>")]
+    assert '[data-hn="a\\"b\\\\c\\3c /style\\3e \\3c script\\3e "]' in odd
+
+
+def test_the_detail_shows_the_preview_image_beside_the_file(folder: Path) -> None:
+    from PIL import Image
+
+    from lib_hypernet.library.folder import find_preview
+
+    panel = LibraryPanel(LibrarySource(HypernetLibrary(folder)))
+    assert "<img" not in panel.on_file("act_relu", 0.8)[0]
+    Image.new("RGB", (4, 4), (200, 10, 10)).save(folder / "act_relu.preview.png")
+    html = panel.on_file("act_relu", 0.8)[0]
+    assert "<img class='hypernet-lib-preview'" in html and "src='data:image/png;base64," in html
+    Image.new("RGB", (4, 4)).save(folder / "act_relu.png")  # A1111 looks at <name>.png first
+    assert find_preview(folder / "act_relu.pt") == str(folder / "act_relu.png")
+    (folder / "styles" / "act_gelu.preview.jpg").write_bytes(b"\xff\xd8\xff")
+    assert "data:image/jpeg;base64," in panel.on_file("act_gelu", 0.8)[0]
+
+
+def test_panel_css_uses_the_hosts_theme_variables_only() -> None:
+    """The webui's dark theme (and the standalone page's) restyle the panel: no fixed colour in our CSS."""
+    from lib_hypernet.ui.library_panel import PANEL_CSS, selected_row_css
+
+    for css in (PANEL_CSS, selected_row_css("x", "t")):
+        assert not re.findall(r"#[0-9a-fA-F]{3,8}\b|rgba?\(|hsla?\(|:\s*(white|black|red|orange)\b", css), css
+        assert "var(--" in css
+    for name in ("--error-icon-color", "--error-text-color", "--color-accent", "--color-accent-soft"):
+        assert name in PANEL_CSS + selected_row_css("x", "t")
+
+
+def test_standalone_theme_option(folder: Path) -> None:
+    from lib_hypernet.ui.__main__ import parse_args
+
+    assert parse_args(["--theme", "dark"]).theme == "dark" and parse_args([]).theme == "system"
+    for theme, expected in (("dark", "toggle('dark', true)"), ("light", "toggle('dark', false)")):
+        config = build_app(make_source(folder, None), theme=theme).get_config_file()
+        scripts = [d.get("js") or "" for d in config["dependencies"] if _trigger(d) == "load"]
+        assert any(expected in js for js in scripts), scripts
+    config = build_app(make_source(folder, None)).get_config_file()  # system: gradio follows prefers-color-scheme
+    assert not any("classList" in (d.get("js") or "") for d in config["dependencies"])
+
+
+# --------------------------------------------------------------------- issue 16: batch actions in the panel
+BATCH_OUT = ("table", "names", "files", "status", "detail", "tag", "convert", "repair", "highlight", "message")
+
+
+def test_repair_all_in_the_panel_asks_then_repairs_with_progress(troubled: Path) -> None:
+    panel = LibraryPanel(LibrarySource(HypernetLibrary(troubled)))
+    refused = [n for n in panel.view().names if n in ("act_relu", "dims_24_32_48_meta", "legacy_novelai",
+                                                      "optim_fresh_a", "act_gelu")]
+    before = {p: p.read_bytes() for p in troubled.rglob("*.pt")}
+    out = dict(zip(BATCH_OUT, panel.on_repair_all(False, "", "name", False, None, 0.8, progress=Progress())))
+    assert {p: p.read_bytes() for p in troubled.rglob("*.pt")} == before
+    assert out["message"].startswith("Repaired 0 of 8; 1 was fine; 5 skipped; 2 failed.")
+    assert "Tick 'Overwrite' to repair 5 files A1111 cannot load" in out["message"]
+
+    progress = Progress()
+    out = dict(zip(BATCH_OUT, panel.on_repair_all(True, "", "name", False, "act_relu", 0.8, progress=progress)))
+    assert out["message"].splitlines()[0] == "Repaired 5 of 8; 1 was fine; 2 failed."
+    assert "- cut: failed: not a readable PyTorch file" in out["message"]
+    assert progress.calls[0] == ((0, 8), "repairing act_gelu") and progress.calls[-1] == ((8, 8), "repaired")
+    for name in refused:
+        path = panel.source.library.files[name].path
+        assert a1111_zip_entries_rejected(path) == [], name
+    assert "A1111 cannot load" not in out["status"] and out["files"]["value"] == "act_relu"
+    assert out["repair"]["interactive"] is False  # the selected file loads in A1111 now
+    assert panel.source.describe("optim_fresh_a").optim["status"] == "ok"  # .optim kept in step
+
+
+def test_convert_all_in_the_panel_never_overwrites_without_the_tick(folder: Path) -> None:
+    panel = LibraryPanel(LibrarySource(HypernetLibrary(folder)))
+    (folder / "act_relu.safetensors").write_bytes(b"keep me")
+    out = dict(zip(BATCH_OUT, panel.on_convert_all(False, "", "name", False, None, 0.8, progress=Progress())))
+    assert out["message"].splitlines()[0] == ("Converted 4 of 5; 1 skipped; 0 failed. Tick 'Overwrite' to replace "
+                                              "the 1 existing .safetensors.")
+    assert "- act_relu.pt: skipped: act_relu.safetensors exists" in out["message"]
+    assert (folder / "act_relu.safetensors").read_bytes() == b"keep me"
+    assert (folder / "styles" / "act_gelu.safetensors").is_file() and (folder / "legacy_novelai.safetensors").is_file()
+    out = dict(zip(BATCH_OUT, panel.on_convert_all(True, "", "name", False, None, 0.8, progress=Progress())))
+    assert out["message"].startswith("Converted 5 of 5; 0 failed."), out["message"]
+    assert lib_hypernet.load(folder / "act_relu.safetensors").widths == [8, 16]
+
+
+def test_panel_has_the_batch_buttons(folder: Path) -> None:
+    with gr.Blocks() as blocks:
+        build_library_panel(LibrarySource(HypernetLibrary(folder)))
+    config = blocks.get_config_file()
+    labels = {c["props"].get("elem_id"): c["props"].get("value") for c in config["components"]}
+    assert labels["hypernet_lib_repair_all"] == "Repair all"
+    assert labels["hypernet_lib_convert_all"] == "Convert all to .safetensors"
+    assert "hypernet_lib_batch_result" in labels

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from browser_util import TIMEOUT_MS, chromium_page
-from hn_testutil import HYPERNET_JS
+from hn_testutil import HYPERNET_JS, REPO_ROOT
 
 FILES = {
     "act_relu.pt": "act_relu.pt",
@@ -50,9 +50,10 @@ def page():
 
 
 def _table_names(page) -> list[str]:
+    """The name column (the second: the status comes first)."""
     return page.evaluate(
         "() => Array.from(document.querySelectorAll('#hypernet_lib_table tbody tr'))"
-        ".map(tr => (tr.querySelector('td') || {}).innerText || '').map(s => s.trim()).filter(Boolean)"
+        ".map(tr => (tr.querySelector('td:nth-child(2)') || {}).innerText || '').map(s => s.trim()).filter(Boolean)"
     )
 
 
@@ -106,8 +107,8 @@ def test_standalone_panel_in_chromium(panel_url, page, tmp_path: Path) -> None:
         page.wait_for_function("(order) => Array.from(document.querySelectorAll('#hypernet_lib_table th'))"
                                ".some(th => th.innerText.trim() === 'step' && th.getAttribute('aria-sort') === order)",
                                arg=order)
-    page.wait_for_function("() => (document.querySelector('#hypernet_lib_table tbody tr td') || {}).innerText"
-                           " === 'dims_24_32_48_meta'")
+    page.wait_for_function("() => (document.querySelector('#hypernet_lib_table tbody tr td:nth-child(2)') || {})"
+                           ".innerText === 'dims_24_32_48_meta'")
     last = _table_names(page)[-1]
     assert last != "dims_24_32_48_meta"
     page.locator("#hypernet_lib_table tbody tr").last.locator("td").nth(4).click()
@@ -231,3 +232,124 @@ def test_webui_tab_sends_the_tag_to_txt2img(tmp_path: Path, page) -> None:
             page_app.close()
     finally:
         wu.webui.unload()
+
+
+# --------------------------------------------------------------------- issue 16: a newcomer's first screen
+A1111_MADE = ("act_relu.pt", "act_gelu.pt", "act_tanh.pt", "dims_24_32_48_meta.pt", "legacy_novelai.pt",
+              "ls_1_05_1_tanh_ln_actout.pt", "optim_fresh_a.pt", "optim_fresh_a.pt.optim", "optim_stale.pt",
+              "optim_stale.pt.optim")
+
+
+@pytest.fixture
+def a1111_folder(tmp_path: Path, fixtures_dir: Path) -> Path:
+    """Files A1111 1.10.1 wrote and refuses (zip entries), and one download cut short."""
+    folder = tmp_path / "hypernetworks"
+    folder.mkdir()
+    for name in A1111_MADE:
+        shutil.copyfile(fixtures_dir / name, folder / name)
+    data = (fixtures_dir / "act_linear.pt").read_bytes()
+    (folder / "cut-download.pt").write_bytes(data[: len(data) // 2])
+    return folder
+
+
+def _box(page, selector: str) -> dict:
+    return page.evaluate("(sel) => { const r = document.querySelector(sel).getBoundingClientRect();"
+                         " return {left: r.left, right: r.right, top: r.top, bottom: r.bottom}; }", selector)
+
+
+def test_a1111_folder_at_1366_shows_what_is_wrong_and_repair_all_fixes_it(a1111_folder: Path, tmp_path: Path) -> None:
+    from lib_hypernet.formats.optim import load_optimizer_state
+    from lib_hypernet.formats.safe_unpickle import a1111_zip_entries_rejected
+    from lib_hypernet.ui.standalone import build_app, make_source
+
+    refused = sorted(p for p in a1111_folder.glob("*.pt") if p.name != "cut-download.pt")
+    assert all(a1111_zip_entries_rejected(p) for p in refused)
+    app = build_app(make_source(a1111_folder, tmp_path / "cache"))
+    _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, show_api=False)
+    try:
+        with chromium_page(1366, 768) as page:
+            page.goto(url)
+            _wait_text(page, "#hypernet_lib_table", "cut-download")
+            # the first screen: the broken file is marked in a status column that is fully in view
+            broken = "#hypernet_lib_table tr:has(.hypernet-lib-broken)"
+            cell = _box(page, f"{broken} td:first-child")
+            assert cell["left"] >= 0 and cell["right"] <= 1366 and cell["top"] >= 0 and cell["bottom"] <= 768, cell
+            assert "broken — not a readable PyTorch file" in page.inner_text(f"{broken} td:first-child")
+            backgrounds = page.evaluate(
+                "(sel) => [getComputedStyle(document.querySelector(sel + ' td:nth-child(2)')).backgroundColor,"
+                " getComputedStyle(document.querySelector('#hypernet_lib_table tr:has(.hypernet-lib-repair)"
+                " td:nth-child(2)')).backgroundColor]", broken)
+            assert backgrounds[0] != backgrounds[1], backgrounds  # the broken row is coloured
+            assert page.locator("#hypernet_lib_table .hypernet-lib-repair").count() == len(refused)
+            # the columns that matter are visible without scrolling sideways
+            wrap = _box(page, "#hypernet_lib_table .table-wrap")
+            for header in ("status", "name", "A1111 loads", "SD version", "size", "safe"):
+                th = page.locator("#hypernet_lib_table th", has_text=header).first.bounding_box()
+                assert th is not None and th["x"] + th["width"] <= min(wrap["right"], 1366) + 1, (header, th, wrap)
+            # the detail sits beside the table, in the first screen
+            side = _box(page, "#hypernet_lib_detail")
+            assert side["left"] >= wrap["right"] and side["top"] < 768, (side, wrap)
+
+            # selecting the broken file: highlighted, its detail says why, no tag, no button that cannot work
+            page.locator(f"{broken} td").nth(1).click()
+            _wait_text(page, "#hypernet_lib_detail", "broken: not a readable PyTorch file")
+            page.wait_for_function("(sel) => getComputedStyle(document.querySelector(sel)).outlineStyle === 'solid'",
+                                   arg=broken)
+            assert page.input_value("#hypernet_lib_tag textarea") == ""
+            assert page.is_disabled("#hypernet_lib_convert") and page.is_disabled("#hypernet_lib_repair")
+            page.screenshot(path=str(tmp_path / "panel-1366.png"))
+
+            # Repair all without the Overwrite tick writes nothing and says how
+            page.click("#hypernet_lib_repair_all")
+            _wait_text(page, "#hypernet_lib_batch_result", "Tick 'Overwrite'")
+            assert all(a1111_zip_entries_rejected(p) for p in refused)
+            page.check("#hypernet_lib_overwrite input")
+            page.click("#hypernet_lib_repair_all")
+            _wait_text(page, "#hypernet_lib_batch_result", f"Repaired {len(refused)} of {len(refused) + 1}; 1 failed")
+            page.wait_for_function("() => document.querySelectorAll('#hypernet_lib_table .hypernet-lib-repair')"
+                                   ".length === 0")
+            assert page.locator("#hypernet_lib_table .hypernet-lib-ok").count() == len(refused)
+            page.screenshot(path=str(tmp_path / "panel-repaired.png"))
+    finally:
+        app.close()
+    for path in refused:
+        assert a1111_zip_entries_rejected(path) == [], path
+    assert load_optimizer_state(str(a1111_folder / "optim_fresh_a.pt")).status == "ok"  # kept in step
+
+
+def test_standalone_console_is_quiet_and_the_theme_option_works(a1111_folder: Path, tmp_path: Path) -> None:
+    """``python -m lib_hypernet.ui``: only our lines on the console (no share hint, no per-request log) and
+    ``--theme dark`` in a browser that prefers light."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mpl = os.environ.get("MPLCONFIGDIR") or str(Path.home() / ".cache" / "matplotlib")  # gradio imports matplotlib
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "MPLCONFIGDIR": mpl, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "lib_hypernet.ui", "--dir", str(a1111_folder), "--port", str(port),
+                             "--theme", "dark", "--no-browser"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline() if proc.stdout else ""
+        second = proc.stdout.readline() if proc.stdout else ""
+        assert first.strip() == f"hypernetwork library of {a1111_folder}", first
+        assert second.strip() == f"open http://127.0.0.1:{port}/ in a browser (Ctrl+C stops)", second
+        with chromium_page(1366, 768) as page:
+            page.emulate_media(color_scheme="light")
+            page.goto(f"http://127.0.0.1:{port}/")
+            _wait_text(page, "#hypernet_lib_table", "cut-download")
+            page.wait_for_function("() => document.body.classList.contains('dark')")
+            page.click("#hypernet_lib_hash")  # a queued event, as every button is
+            _wait_text(page, "#hypernet_lib_result", "Hashed")
+            page.locator("#hypernet_lib_table td", has_text="act_relu").first.click()
+            _wait_text(page, "#hypernet_lib_detail", "act_relu.pt")
+            page.screenshot(path=str(tmp_path / "panel-dark.png"))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert rest.strip() == "", rest  # nothing after our two lines: no share hint, no "POST /api/predict 200"
