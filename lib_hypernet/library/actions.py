@@ -463,6 +463,7 @@ def _repair_outcome(
         if not os.path.isfile(path):
             raise HypernetFileError("file not found" if not os.path.lexists(path) else "not a regular file", path)
         if not a1111_zip_entries_rejected(path):
+            load_it()  # A1111 loads it; a file broken in another way (NaN, bad activation) is no "fine" one
             return FileOutcome(path, FINE)
         if not overwrite:
             load_it()  # only a file that can be repaired waits for the go-ahead; a broken one fails now

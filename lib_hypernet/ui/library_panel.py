@@ -503,6 +503,14 @@ BATCH_LINES = 20
 """How many files a batch message lists by name (the rest are counted)."""
 
 
+def _reason(outcome: FileOutcome) -> str:
+    """The outcome's message without the path in front (the line names the file already)."""
+    for path in (outcome.path, outcome.target):
+        if path and outcome.message.startswith(f"{path}: "):
+            return outcome.message[len(path) + 2:]
+    return outcome.message
+
+
 def batch_message(results: Sequence[FileOutcome], done: str, hint: str, *, shown: Sequence[str], fine: bool = False,
                   not_written: str = "not written") -> str:
     """The summary line (:func:`~lib_hypernet.library.actions.batch_summary`), the hint, then the files whose
@@ -512,7 +520,8 @@ def batch_message(results: Sequence[FileOutcome], done: str, hint: str, *, shown
     summary = batch_summary(done, list(results), not_written=not_written, fine=fine)
     lines = [f"{summary[0].upper()}{summary[1:]}.{hint}"]
     listed = [o for o in results if o.status in shown]
-    lines += [f"- {os.path.basename(o.path)}: {o.message or o.status}" for o in listed[:BATCH_LINES]]
+    lines += [f"- {os.path.basename(o.path)}: {'failed' if o.status == FAILED else 'not written'}: {_reason(o)}"
+              for o in listed[:BATCH_LINES]]
     if len(listed) > BATCH_LINES:
         lines.append(f"- … and {len(listed) - BATCH_LINES} more")
     return "\n".join(lines)

@@ -761,7 +761,7 @@ def test_json_on_every_command(capsys: pytest.CaptureFixture[str], fixtures_dir:
     code, out, _ = run(capsys, "info", "--json", relu, missing)
     doc = assert_document(out, "info", ["ok", "failed"])
     assert code == 1 and doc["errors"] == [{"file": str(missing), "error": f"{missing}: file not found"}]
-    assert doc["results"][0]["warnings"] == ["A1111 cannot load this .pt: convert it"]
+    assert doc["results"][0]["warnings"] == [REPAIR_WARNING]
 
     code, out, _ = run(capsys, "hash", "--json", relu)
     doc = assert_document(out, "hash", ["ok"])

@@ -169,11 +169,23 @@ def test_auth_option(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixt
 
 def test_main_serves_behind_the_guard_with_the_login(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from lib_hypernet.ui import __main__ as cli
+    from lib_hypernet.ui import standalone
 
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(cli, "serve", lambda app, **kwargs: seen.update(kwargs))
+
+    def fake_serve(app: Any, **kwargs: Any) -> tuple[None, str, None]:
+        seen.update(kwargs)
+        return None, "http://mybox:7860/", None
+
+    def ctrl_c(seconds: float) -> None:
+        raise KeyboardInterrupt  # once served, main waits for Ctrl+C: it returns 0
+
+    monkeypatch.setattr(standalone, "serve", fake_serve)  # main imports it from there when it runs
+    monkeypatch.setattr(cli.time, "sleep", ctrl_c)
+    monkeypatch.setattr(cli, "port_problem", lambda host, port: None)
     assert cli.main(["--dir", str(tmp_path), "--no-browser", "--auth", "u:p", "--host", "mybox"]) == 0
-    assert seen == {"host": "mybox", "port": None, "auth": ("u", "p"), "inbrowser": False}
+    assert seen == {"host": "mybox", "port": None, "auth": ("u", "p"), "inbrowser": False,
+                    "prevent_thread_lock": True, "quiet": True}
 
 
 # --------------------------------------------------------------------------- the real page

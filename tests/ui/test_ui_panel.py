@@ -619,13 +619,13 @@ def test_repair_all_in_the_panel_asks_then_repairs_with_progress(troubled: Path)
     before = {p: p.read_bytes() for p in troubled.rglob("*.pt")}
     out = dict(zip(BATCH_OUT, panel.on_repair_all(False, "", "name", False, None, 0.8, progress=Progress())))
     assert {p: p.read_bytes() for p in troubled.rglob("*.pt")} == before
-    assert out["message"].startswith("Repaired 0 of 8; 1 was fine; 5 skipped; 2 failed.")
+    assert out["message"].startswith("Repaired 0 of 8 files; 1 was fine; 5 need a repair (tick 'Overwrite'); 2 failed.")
     assert "Tick 'Overwrite' to repair 5 files A1111 cannot load" in out["message"]
 
     progress = Progress()
     out = dict(zip(BATCH_OUT, panel.on_repair_all(True, "", "name", False, "act_relu", 0.8, progress=progress)))
-    assert out["message"].splitlines()[0] == "Repaired 5 of 8; 1 was fine; 2 failed."
-    assert "- cut: failed: not a readable PyTorch file" in out["message"]
+    assert out["message"].splitlines()[0] == "Repaired 5 of 8 files; 1 was fine; 2 failed."
+    assert "- cut.pt: failed: not a readable PyTorch file" in out["message"]
     assert progress.calls[0] == ((0, 8), "repairing act_gelu") and progress.calls[-1] == ((8, 8), "repaired")
     for name in refused:
         path = panel.source.library.files[name].path
@@ -639,13 +639,13 @@ def test_convert_all_in_the_panel_never_overwrites_without_the_tick(folder: Path
     panel = LibraryPanel(LibrarySource(HypernetLibrary(folder)))
     (folder / "act_relu.safetensors").write_bytes(b"keep me")
     out = dict(zip(BATCH_OUT, panel.on_convert_all(False, "", "name", False, None, 0.8, progress=Progress())))
-    assert out["message"].splitlines()[0] == ("Converted 4 of 5; 1 skipped; 0 failed. Tick 'Overwrite' to replace "
-                                              "the 1 existing .safetensors.")
-    assert "- act_relu.pt: skipped: act_relu.safetensors exists" in out["message"]
+    assert out["message"].splitlines()[0] == ("Converted 4 of 5 files; 1 not written (the .safetensors exists); 0 failed. "
+                                              "Tick 'Overwrite' to replace the 1 existing .safetensors.")
+    assert "- act_relu.pt: not written: already exists" in out["message"].replace("\n", " ")
     assert (folder / "act_relu.safetensors").read_bytes() == b"keep me"
     assert (folder / "styles" / "act_gelu.safetensors").is_file() and (folder / "legacy_novelai.safetensors").is_file()
     out = dict(zip(BATCH_OUT, panel.on_convert_all(True, "", "name", False, None, 0.8, progress=Progress())))
-    assert out["message"].startswith("Converted 5 of 5; 0 failed."), out["message"]
+    assert out["message"].startswith("Converted 5 of 5 files; 0 failed."), out["message"]
     assert lib_hypernet.load(folder / "act_relu.safetensors").widths == [8, 16]
 
 
