@@ -305,7 +305,8 @@ def test_a1111_folder_at_1366_shows_what_is_wrong_and_repair_all_fixes_it(a1111_
             assert all(a1111_zip_entries_rejected(p) for p in refused)
             page.check("#hypernet_lib_overwrite input")
             page.click("#hypernet_lib_repair_all")
-            _wait_text(page, "#hypernet_lib_batch_result", f"Repaired {len(refused)} of {len(refused) + 1}; 1 failed")
+            _wait_text(page, "#hypernet_lib_batch_result", f"Repaired {len(refused)} of {len(refused) + 1} files; ")
+            assert "; 1 failed" in page.inner_text("#hypernet_lib_batch_result")
             page.wait_for_function("() => document.querySelectorAll('#hypernet_lib_table .hypernet-lib-repair')"
                                    ".length === 0")
             assert page.locator("#hypernet_lib_table .hypernet-lib-ok").count() == len(refused)
