@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import pickletools
 import struct
 import tarfile
 from collections import OrderedDict
@@ -21,6 +20,7 @@ from hostile_util import (
     build_zip,
     data_pkl_name,
     good_raw,
+    legacy_pickle_starts,
     legacy_prefix,
     memo_bomb_pickle,
     nested_lists,
@@ -231,12 +231,8 @@ def test_build_on_torch_size(tmp_path: Path) -> None:
 
 def test_legacy_unknown_storage_key(tmp_path: Path) -> None:
     data = torch_bytes(good_raw(), zip_format=False)
-    starts, pos = [], 0
-    for _ in range(5):
-        starts.append(pos)
-        for _op, _arg, at in pickletools.genops(data[pos:]):
-            end = at
-        pos += end + 1
+    starts = legacy_pickle_starts(data)
+    pos = starts[5]
     keys = pickle.loads(data[starts[4]:pos])
     path = tmp_path / "keys.pt"
     path.write_bytes(data[:starts[4]] + pickle.dumps([*keys, "999"], protocol=2) + data[pos:])

@@ -33,6 +33,7 @@ from hostile_util import (
     hn_with_value,
     legacy_file,
     legacy_hn,
+    legacy_pickle_starts,
     memo_doubling,
     op_call,
     op_get,
@@ -236,13 +237,7 @@ def test_payload_in_each_legacy_pickle(which: int, tmp_path: Path) -> None:
     """Guard. A legacy file is five pickles read in turn; a payload in any of them (not only the object) is found."""
     marker = tmp_path / "marker"
     data = torch_bytes(good_raw(), zip_format=False)
-    starts, pos = [], 0
-    for _ in range(5):
-        starts.append(pos)
-        for _op, _arg, at in pickletools.genops(data[pos:]):
-            end = at
-        pos += end + 1
-    starts.append(pos)
+    starts = legacy_pickle_starts(data)
     evil = b"\x80\x02" + _payload(marker) + b"."
     path = _write(tmp_path, data[:starts[which]] + evil + data[starts[which + 1]:])
     _unsafe(path, "posix.system", "posix.system")

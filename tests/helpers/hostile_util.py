@@ -184,17 +184,24 @@ def memo_bomb_pickle(index: int = 0x10000000) -> bytes:
     return b"\x80\x02]r" + struct.pack("<I", index) + b"."
 
 
-def legacy_prefix() -> bytes:
-    """The three small pickles a legacy torch file starts with (magic number, protocol, system info)."""
-    data = torch_bytes({}, zip_format=False)
-    pos = 0
+def legacy_pickle_starts(data: bytes) -> list[int]:
+    """Where each of a legacy torch file's five pickles starts (magic number, protocol, system info, the
+    object, the storage keys), and where the last one ends (the data blocks follow)."""
     import pickletools
 
-    for _ in range(3):
+    starts, pos = [], 0
+    for _ in range(5):
+        starts.append(pos)
         for _op, _arg, at in pickletools.genops(data[pos:]):
             end = at
         pos += end + 1
-    return data[:pos]
+    return [*starts, pos]
+
+
+def legacy_prefix() -> bytes:
+    """The three small pickles a legacy torch file starts with (magic number, protocol, system info)."""
+    data = torch_bytes({}, zip_format=False)
+    return data[:legacy_pickle_starts(data)[3]]
 
 
 # ---------------------------------------------------------------------------- safetensors
