@@ -1,11 +1,12 @@
 """Generate the map of the code (every folder and file with the first sentence of what it says about itself).
 
     python tools/dev_map.py            print it
-    python tools/dev_map.py --write    rewrite the block between the dev-map markers in README.md
-    python tools/dev_map.py --check    exit 1 when README.md's block is not what the tree says (a test runs this)
+    python tools/dev_map.py --write    rewrite the block between the dev-map markers in docs/development.md
+    python tools/dev_map.py --check    exit 1 when that block is not what the tree says (tests/test_docs.py runs this)
 
 The text comes from each module's docstring (a package's ``__init__.py`` describes its folder), a script's
-first comment, a folder's README.md title; the map is never written by hand, so it cannot go stale.
+first comment, or one line of DESCRIBED_ELSEWHERE for the top-level folders; the map is never written by hand, and
+a test fails when it is stale.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TARGET = ROOT / "docs" / "development.md"  # the file holding the map (its "Code map" section)
 START, END = "<!-- dev-map:start (tools/dev_map.py --write) -->", "<!-- dev-map:end -->"
 TOP_LEVEL = ["install.py", "scripts", "lib_hypernet", "javascript", "style.css", "tests", "benchmarks", "tools", "docs"]
 DESCRIBED_ELSEWHERE = {
     "docs": "pictures and reference pages the README links",
     "tests": "pytest; one folder per layer of lib_hypernet (tests/README.md), stand-ins of the webuis, fixtures",
     "benchmarks": "speed and memory figures, printed as ratios measured side by side",
-    "tools": "set-up, tests, the panel, fuzzing, the live check of a running webui, this map",
+    "tools": "set-up, tests, the panel, fuzzing, the live check of a running webui, the docs' pictures, this map",
     "scripts": "the entry script the webui runs: registers and delegates to lib_hypernet.webui",
     "javascript": "hypernet.js: the tag grammar's twin, the panel beside the prompt, the card toggle",
 }
@@ -80,10 +82,11 @@ def code_map() -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
-def readme_with_map(readme: str) -> str:
-    if START not in readme or END not in readme:
-        raise SystemExit(f"README.md has no {START} … {END} block")
-    head, rest = readme.split(START, 1)
+def with_map(text: str) -> str:
+    """``text`` with the block between the markers replaced by the current map."""
+    if START not in text or END not in text:
+        raise SystemExit(f"{TARGET.relative_to(ROOT)} has no {START} … {END} block")
+    head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{START}\n{code_map()}\n{END}{tail}"
 
@@ -91,19 +94,19 @@ def readme_with_map(readme: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", action="store_true", help="rewrite README.md's block")
-    group.add_argument("--check", action="store_true", help="exit 1 when README.md's block is stale")
+    name = TARGET.relative_to(ROOT).as_posix()
+    group.add_argument("--write", action="store_true", help=f"rewrite {name}'s block")
+    group.add_argument("--check", action="store_true", help=f"exit 1 when {name}'s block is stale")
     args = parser.parse_args(argv)
-    readme_path = ROOT / "README.md"
     if args.write or args.check:
-        readme = readme_path.read_text(encoding="utf-8")
-        wanted = readme_with_map(readme)
+        text = TARGET.read_text(encoding="utf-8")
+        wanted = with_map(text)
         if args.check:
-            if wanted != readme:
-                print("README.md's code map is stale: run python tools/dev_map.py --write", file=sys.stderr)
+            if wanted != text:
+                print(f"{name}'s code map is stale: run python tools/dev_map.py --write", file=sys.stderr)
                 return 1
             return 0
-        readme_path.write_text(wanted, encoding="utf-8")
+        TARGET.write_text(wanted, encoding="utf-8")
         return 0
     print(code_map())
     return 0

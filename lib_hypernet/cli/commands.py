@@ -1,4 +1,4 @@
-"""The commands of ``hypernet``: ``info``, ``hash``, ``convert``, ``repair``, ``verify``, ``create``, ``examples``.
+"""The commands of ``hypernet``: ``info``, ``hash``, ``convert``, ``repair``, ``verify``, ``create``, ``bake``, ``examples``.
 
 Imported by :mod:`.parser` once the arguments parsed (this module loads torch and the library).  Every
 write goes through :mod:`lib_hypernet.library.actions`; the text comes from :mod:`.render`, the ``--json``

@@ -1,4 +1,4 @@
-"""Every file write and check on hypernetworks: convert, repair, create, verify, hash missing.
+"""Every file write and check on hypernetworks: convert, repair, create, bake, verify, hash missing.
 
 One write policy, :func:`check_target`, for every front end (the command line, the library
 panel, the webui tab and cards, the HTTP API):

@@ -2,9 +2,10 @@
 
 The page is the stand-in webui's txt2img/img2img UI (``tests/webui_stub/webui_ui.py``) built with gradio
 3.41.2 in-process on 127.0.0.1, plus the webui's JS helpers ``gradioApp``/``updateInput``/``onUiLoaded``
-(their behaviour copied from A1111 1.10.1's script.js and ui.js into :data:`WEBUI_HELPERS`), our
+(their behaviour copied from A1111 1.10.1's script.js and ui.js into ``browser_util.WEBUI_HELPERS``), our
 ``javascript/hypernet.js`` and ``style.css``.  Every wait is a ``wait_for_function`` (no fixed sleeps).
-Saves a screenshot of the open panel (``tmp_path``; also into ``$HYPERNET_SCREENSHOT_DIR``, e.g. docs/).
+Saves a screenshot of the open panel (``tmp_path``; also into ``$HYPERNET_SCREENSHOT_DIR`` when set; the README's
+docs/accordion.png comes from ``tools/screenshot_docs.py``).
 """
 
 from __future__ import annotations
@@ -17,80 +18,12 @@ from pathlib import Path
 
 import pytest
 import webui_util as wu  # puts the stand-in (tests/webui_stub) on sys.path
-from browser_util import TIMEOUT_MS, chromium_page
+from browser_util import A1111_COLUMN_CSS, TIMEOUT_MS, WEBUI_HELPERS, chromium_page
 from hn_testutil import HYPERNET_JS, REPO_ROOT
 
 webui = importlib.import_module("webui")
 webui_ui = importlib.import_module("webui_ui")
 FILES = (("anime", {"seed": 1}), ("style (v2)", {"seed": 2}), ("sub/detail", {"seed": 3}))
-
-# What A1111's script.js / ui.js / inputAccordion.js define for extensions (same behaviour, a few lines each).
-WEBUI_HELPERS = """
-function gradioApp() {
-    const elems = document.getElementsByTagName('gradio-app');
-    const elem = elems.length == 0 ? document : elems[0];
-    if (elem !== document) { elem.getElementById = function(id) { return document.getElementById(id); }; }
-    return elem.shadowRoot ? elem.shadowRoot : elem;
-}
-var uiLoadedCallbacks = [];
-function onUiLoaded(callback) { uiLoadedCallbacks.push(callback); }
-function executeCallbacks(queue, arg) {
-    for (const callback of queue) {
-        try { callback(arg); } catch (e) { console.error("error running callback", callback, ":", e); }
-    }
-}
-var executedOnLoaded = false;
-document.addEventListener("DOMContentLoaded", function() {
-    var mutationObserver = new MutationObserver(function(m) {
-        if (!executedOnLoaded && gradioApp().querySelector('#txt2img_prompt')) {
-            executedOnLoaded = true;
-            executeCallbacks(uiLoadedCallbacks);
-        }
-    });
-    mutationObserver.observe(gradioApp(), {childList: true, subtree: true});
-});
-function updateInput(target) {
-    let e = new Event("input", {bubbles: true});
-    Object.defineProperty(e, "target", {value: target});
-    target.dispatchEvent(e);
-}
-// inputAccordion.js: the header checkbox of an InputAccordion follows folding ("linked") until it is clicked.
-function inputAccordionChecked(id, checked) {
-    var accordion = gradioApp().getElementById(id);
-    accordion.visibleCheckbox.checked = checked;
-    accordion.onVisibleCheckboxChange();
-}
-function setupAccordion(accordion) {
-    var labelWrap = accordion.querySelector('.label-wrap');
-    var gradioCheckbox = gradioApp().querySelector('#' + accordion.id + '-checkbox input');
-    var linked = true;
-    var isOpen = function() { return labelWrap.classList.contains('open'); };
-    new MutationObserver(function() {
-        accordion.classList.toggle('input-accordion-open', isOpen());
-        if (linked) { accordion.visibleCheckbox.checked = isOpen(); accordion.onVisibleCheckboxChange(); }
-    }).observe(labelWrap, {attributes: true, attributeFilter: ['class']});
-    var box = document.createElement('INPUT');
-    box.type = 'checkbox';
-    box.checked = isOpen();
-    box.id = accordion.id + '-visible-checkbox';
-    box.className = gradioCheckbox.className + ' input-accordion-checkbox';
-    var span = labelWrap.querySelector('span');
-    span.insertBefore(box, span.firstChild);
-    accordion.visibleCheckbox = box;
-    accordion.onVisibleCheckboxChange = function() {
-        if (linked && isOpen() != box.checked) labelWrap.click();
-        gradioCheckbox.checked = box.checked;
-        updateInput(gradioCheckbox);
-    };
-    box.addEventListener('click', function(event) { linked = false; event.stopPropagation(); });
-    box.addEventListener('input', accordion.onVisibleCheckboxChange);
-}
-onUiLoaded(function() {
-    for (var accordion of gradioApp().querySelectorAll('.input-accordion')) setupAccordion(accordion);
-});
-window.inputAccordionChecked = inputAccordionChecked;  // gradio's _js runs outside this script's scope
-var opts = {extra_networks_default_multiplier: 1};
-"""
 
 
 @pytest.fixture
@@ -244,8 +177,6 @@ def test_the_header_checkbox_is_a_switch_that_folding_leaves_alone(webui_page, p
     assert page_errors == []
 
 
-# The accordion's width beside the prompt in A1111 1.10.1 at a 1400 px window (its settings column).
-A1111_COLUMN_CSS = "#txt2img_settings { max-width: 632px; }"
 MEASURE_ROWS = """(prefix) => {
     const box = (s) => { const e = document.querySelector(s); if (!e) return null;
                          const r = e.getBoundingClientRect(); return {x: r.x, width: r.width, height: r.height}; };
