@@ -129,9 +129,20 @@ class HypernetExtension:
         return self.handle
 
     # -------------------------------------------------------------- generation
+    def _drop_left_over_builtin_hypernetworks(self) -> None:
+        """Empty the webui's own ``shared.loaded_hypernetworks``: A1111's *Train hypernetwork* leaves the trained
+        network there, and its attention code applies that list to every generation.  Its built-in tag handler
+        emptied it at the next generation; this extension replaces that handler, so it does the same."""
+        loaded = getattr(shared, "loaded_hypernetworks", None)
+        if isinstance(loaded, list) and loaded:
+            log.warning("hypernetworks: %d hypernetwork(s) left applied by the webui (e.g. after training) were "
+                        "switched off; prompt tags decide what applies", len(loaded))
+            loaded.clear()
+
     def activate(self, p: Any, params_list: list[Any]) -> None:
         self.flush_report(p)
         self._start_report(p)
+        self._drop_left_over_builtin_hypernetworks()
         self.ensure_refreshed()
         self.library.set_memory_limit(int(settings.opt("hypernet_memory_limit")))
         default = settings.default_strength()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
 import weakref
 
 import torch
@@ -161,3 +162,18 @@ def test_model_load_dummy_p_reaches_the_extension(tmp_path):
         extra_networks.activate(p, {})
         assert errors.records == []
         assert wu.hooks_left() == []
+
+
+def test_a_network_left_applied_by_training_is_switched_off(tmp_path):
+    """A1111's Train tab leaves the trained network in shared.loaded_hypernetworks, which its attention code applies
+    to every generation; the built-in tag handler emptied it at the next generation, and so does the extension."""
+    from modules import shared
+    from modules.hypernetworks import hypernetwork as builtin
+
+    with wu.running(tmp_path, [("trained", {"seed": 7})], optimization="None"):  # A1111's forward reads the list
+        plain = wu.gen("a cat")
+        shared.loaded_hypernetworks.append(builtin.StubHypernetwork("trained").load(
+            os.path.join(wu.hn_dir(), "trained.pt")))
+        after_training = wu.gen("a cat")
+        assert wu.same(after_training, plain)
+        assert shared.loaded_hypernetworks == []
