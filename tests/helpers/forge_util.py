@@ -54,3 +54,27 @@ STACK_CASES = [
      lambda: [(hn("x"), Strength(0.8, 0.8, 0.25, 1.0)), (hn("y"), Strength(0.6, 0.6, 0.0, 0.5))]),
 ]
 STACK_CASE_IDS = ["single", "stacked", "self/cross", "step range"]
+
+
+def check_convert_after_a_generation(tmp_path: Any, host: str) -> None:
+    """Forge 2 and reForge generate under inference_mode: the cached file a generation just used must still convert
+    through the route (and save), and the converted file gives the same image."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    tagged_prompt = "<hypernet:x:0.8>a cat"
+    forge.reset(tmp_path, host)
+    try:
+        wu.write_hn("x", seed=1)
+        client = TestClient(forge.start(args=["--api"]))
+        tagged = forge.txt2img(tagged_prompt)
+        assert not wu.same(tagged, forge.txt2img("a cat"))
+        assert not any(p.is_inference() for p in hn("x").parameters())
+        response = client.post("/hypernet/v1/convert", json={"name": "x"})
+        assert response.status_code == 200, response.text
+        assert os.path.exists(os.path.join(wu.hn_dir(), "x.safetensors"))
+        hn("x").save(os.path.join(str(tmp_path), "again.pt"))
+        assert wu.same(forge.txt2img(tagged_prompt), tagged)
+    finally:
+        forge.unload()

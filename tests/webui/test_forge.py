@@ -17,7 +17,7 @@ sys.path.insert(0, str(FORGE_STUB_DIR))
 
 import forge
 from fastapi.testclient import TestClient
-from forge_util import STACK_CASE_IDS, STACK_CASES, hn, max_out_diff, reference
+from forge_util import STACK_CASE_IDS, STACK_CASES, check_convert_after_a_generation, hn, max_out_diff, reference
 from modules import errors, extra_networks, extra_networks_hypernet, scripts, shared, ui_extra_networks
 
 from lib_hypernet.engine.patch import is_hypernet_patch
@@ -276,22 +276,8 @@ def test_detection_follows_the_host_packages():
 
 
 def test_convert_and_save_after_a_generation(tmp_path):
-    """Forge generates under inference_mode: the cached file just used must still convert (route) and save."""
-    forge.reset(tmp_path, "forge")
-    try:
-        wu.write_hn("x", seed=1)
-        client = TestClient(forge.start(args=["--api"]))
-        none = forge.txt2img("a cat")
-        tagged = forge.txt2img(TAGGED)
-        assert not wu.same(tagged, none)
-        assert not any(p.is_inference() for p in hn("x").parameters())
-        response = client.post("/hypernet/v1/convert", json={"name": "x"})
-        assert response.status_code == 200, response.text
-        assert os.path.exists(os.path.join(wu.hn_dir(), "x.safetensors"))
-        hn("x").save(tmp_path / "again.pt")
-        assert wu.same(forge.txt2img(TAGGED), tagged)  # the converted file gives the same image
-    finally:
-        forge.unload()
+    """Forge generates under inference_mode: the file a generation just used converts and saves."""
+    check_convert_after_a_generation(tmp_path, "forge")
 
 
 @pytest.mark.parametrize(("host_name", "line"), [("forge", "Forge 2 detected"), ("reforge", "reForge detected"),

@@ -17,7 +17,7 @@ sys.path.insert(0, str(FORGE_STUB_DIR))
 
 import forge
 from forge_common.ops import ManualCastLinear
-from forge_util import STACK_CASE_IDS, STACK_CASES, hn, max_out_diff, reference
+from forge_util import STACK_CASE_IDS, STACK_CASES, check_convert_after_a_generation, hn, max_out_diff, reference
 from modules import errors, extra_networks_hypernet, scripts, shared
 
 from lib_hypernet.webui import forge as forge_adapter
@@ -123,20 +123,5 @@ def test_self_cross_split_under_tome(tmp_path):
 
 
 def test_convert_and_save_after_a_generation(tmp_path):
-    """reForge generates under inference_mode (processing.py:997) too: convert the file just used."""
-    import os
-
-    from fastapi.testclient import TestClient
-
-    forge.reset(tmp_path, "reforge")
-    try:
-        wu.write_hn("x", seed=1)
-        client = TestClient(forge.start(args=["--api"]))
-        tagged = forge.txt2img(TAGGED)
-        assert not wu.same(tagged, forge.txt2img("a cat"))
-        response = client.post("/hypernet/v1/convert", json={"name": "x"})
-        assert response.status_code == 200, response.text
-        assert os.path.exists(os.path.join(wu.hn_dir(), "x.safetensors"))
-        assert wu.same(forge.txt2img(TAGGED), tagged)
-    finally:
-        forge.unload()
+    """reForge generates under inference_mode (processing.py:997) too: the file just used converts."""
+    check_convert_after_a_generation(tmp_path, "reforge")
