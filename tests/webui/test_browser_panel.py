@@ -90,9 +90,9 @@ def test_standalone_panel_in_chromium(panel_url, page, tmp_path: Path) -> None:
 
     # moving the slider rewrites the tag
     slider = page.locator("#hypernet_lib_strength input[type=range]")
-    slider.focus()
-    for _ in range(3):
-        slider.press("ArrowRight")
+    # Set the value and fire both events a user's drag fires: key presses raced gradio's re-render (a lost press).
+    slider.evaluate("(el) => { el.value = '0.95'; el.dispatchEvent(new Event('input', {bubbles: true}));"
+                    " el.dispatchEvent(new Event('change', {bubbles: true})); }")
     page.wait_for_function("() => document.querySelector('#hypernet_lib_tag textarea').value"
                            " === '<hypernet:dims_24_32_48_meta:0.95>'")
     page.screenshot(path=str(tmp_path / "panel.png"), full_page=True)
