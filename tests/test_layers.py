@@ -19,7 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from hn_testutil import REPO_ROOT
+
 PACKAGE = REPO_ROOT / "lib_hypernet"
 
 ORDER = ["base", "formats", "model", "engine", "prompt", "baking", "library", "cli", "ui", "webui"]

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from hn_testutil import REPO_ROOT
+
 RUNTIME = {"safetensors", "gradio", "gradio-client", "fastapi", "httpx", "httpcore", "pydantic", "numpy"}
 """What the panel needs besides torch: safetensors and gradio 3.41.2 with A1111 1.10.1's pins."""
 TEST_STACK = {"pytest", "ruff", "mypy", "playwright", "hypothesis", "stable-diffusion-sdkit", "einops", "omegaconf"}
